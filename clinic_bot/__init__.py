@@ -1,0 +1,75 @@
+"""clinic_bot: a WhatsApp appointment assistant for one clinic, through Whapi.Cloud."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .config import Settings
+from .runtime import Runtime
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> Flask:
+    """Build the web app: webhook intake, health, JSON API, staff UI and (unset token) sandbox."""
+    if runtime is None:
+        runtime = Runtime.build(settings or Settings.from_env())
+    app = Flask(__name__, instance_path=str(runtime.settings.instance_path))
+    app.config.update(
+        SECRET_KEY=runtime.settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["clinic_bot"] = runtime
+    register_blueprints(app, runtime)
+    register_errorhandlers(app)
+    configure_logging()
+    return app
+
+
+def register_blueprints(app: Flask, runtime: Runtime) -> None:
+    from .api import bp as api_bp
+    from .health import bp as health_bp
+    from .inbox import bp as inbox_bp
+
+    app.register_blueprint(inbox_bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    if runtime.settings.sandbox:
+        from .whapi.sandbox import bp as sandbox_bp
+
+        app.register_blueprint(sandbox_bp)
+
+
+def _wants_json() -> bool:
+    path = request.path
+    return path.startswith(("/api/", "/webhooks/", "/sandbox/gateway", "/sandbox/api", "/healthz"))
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """JSON errors for machine endpoints, in the CONTRACT's {"error": {code, message}} shape."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if not _wants_json():
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error={"code": code, "message": exc.description}), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("unhandled error on %s", request.path)
+        body = {"error": {"code": "internal_error", "message": "unexpected error; it is logged"}}
+        return jsonify(body), 500
+
+
+def configure_logging() -> None:
+    """Plain, timestamped log lines on stderr (Heroku collects them)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )

@@ -1,0 +1,219 @@
+"""The `clinic-bot` command group (CONTRACT §4)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import sys
+
+import click
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from .config import Settings
+from .profile import ProfileError
+from .runtime import Runtime, ensure_profile
+
+log = logging.getLogger("clinic_bot")
+
+
+def _runtime(settings: Settings | None = None) -> Runtime:
+    """The runtime for a command; a bad clinic profile stops it with the key named."""
+    try:
+        return Runtime.build(settings or Settings.from_env())
+    except ProfileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _upgrade(settings: Settings) -> None:
+    from .migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+@click.group()
+def main() -> None:
+    """clinic_bot: WhatsApp appointments for one clinic."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="default: $PORT or 5000")
+def run(host: str, port: int | None) -> None:
+    """Web and worker in one process (SQLite and the sandbox gateway by default)."""
+    from werkzeug.serving import make_server
+
+    from . import create_app
+    from .worker import Worker
+
+    settings = Settings.from_env()
+    if port is not None and port != settings.port:
+        settings = Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}")
+        if settings.sandbox:
+            settings.whapi_api_url = f"{settings.public_url}/sandbox/gateway"
+    if ensure_profile(settings):
+        click.echo(f"Wrote the example clinic profile to {settings.clinic_config}")
+    _upgrade(settings)
+    runtime = _runtime(settings)
+    admin = _ensure_admin(runtime)
+    app = create_app(runtime)
+    server = make_server(host, settings.port, app, threaded=True)
+    worker = Worker(runtime)
+    worker.start()
+    base = f"http://{host}:{settings.port}"
+    click.echo(f"clinic_bot is running for {runtime.profile.name}")
+    click.echo(f"  Staff UI:           {base}/staff/")
+    if settings.sandbox:
+        click.echo(f"  Patient simulator:  {base}/sandbox/   (sandbox gateway: no WHAPI_TOKEN set)")
+    click.echo(f"  Health:             {base}/healthz")
+    if admin:
+        click.echo(f"  Admin login created: {admin[0]} / {admin[1]}  (shown once; change it)")
+    sys.stdout.flush()
+
+    def _stop(*_):
+        server.shutdown()
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+
+
+def _ensure_admin(runtime: Runtime) -> tuple[str, str] | None:
+    """Create the first admin login when there is none; return (email, password) once."""
+    from .models import StaffUser
+
+    with runtime.db.transaction() as s:
+        if s.execute(select(StaffUser.id).limit(1)).first():
+            return None
+        password = secrets.token_urlsafe(12)
+        email = "admin@clinic.local"
+        s.add(
+            StaffUser(
+                email=email,
+                password_hash=generate_password_hash(password),
+                role="admin",
+                created_at=runtime.clock(),
+            )
+        )
+    return email, password
+
+
+@main.command()
+def worker() -> None:
+    """Worker only: inbox, outbox and the periodic ticks (production `worker` process)."""
+    from .worker import Worker
+
+    runtime = _runtime()
+    w = Worker(runtime, blocking=True)
+
+    def _stop(*_):
+        log.info("worker stopping")
+        w.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    w.start()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations."""
+    settings = Settings.from_env()
+    _upgrade(settings)
+    click.echo("database is up to date")
+
+
+@main.group("api-token")
+def api_token() -> None:
+    """API bearer tokens."""
+
+
+@api_token.command("create")
+@click.argument("name")
+def api_token_create(name: str) -> None:
+    """Print a new API bearer token as the last line of stdout."""
+    from .api.auth import create_token
+
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        token = create_token(s, name, runtime.clock())
+    click.echo(f"API token {name!r} created; it is shown only now:", err=True)
+    click.echo(token)
+
+
+@main.group()
+def staff() -> None:
+    """Staff logins."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["admin", "reception"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def staff_add(email: str, role: str, password_stdin: bool) -> None:
+    """Create a staff login (a generated password is printed when none is given)."""
+    from .models import StaffUser
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if len(password) < 8:
+            click.echo("error: the password must have at least 8 characters", err=True)
+            sys.exit(2)
+    else:
+        password = secrets.token_urlsafe(12)
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        if s.execute(select(StaffUser).where(StaffUser.email == email.lower())).first():
+            click.echo(f"error: {email} already has a login", err=True)
+            sys.exit(2)
+        s.add(
+            StaffUser(
+                email=email.lower(),
+                password_hash=generate_password_hash(password),
+                role=role,
+                created_at=runtime.clock(),
+            )
+        )
+    click.echo(f"created {role} login {email.lower()}")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+
+
+@main.group()
+def webhook() -> None:
+    """The Whapi webhook registration."""
+
+
+@webhook.command("register")
+@click.argument("public_url")
+def webhook_register(public_url: str) -> None:
+    """Point the Whapi channel's webhook (with its secret header) at PUBLIC_URL."""
+    from .whapi.settings import register_webhook
+
+    runtime = _runtime()
+    try:
+        url = register_webhook(runtime.client, public_url, runtime.settings.webhook_secret)
+    except RuntimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"webhook registered: {url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Engine and sessions, the declarative Base, and the one claim helper every tick uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import DateTime, create_engine, event, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC time is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every model."""
+
+
+def make_engine(url: str, **kw) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and write transactions that start IMMEDIATE."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            # Let SQLAlchemy's "begin" event own transactions, so they can start IMMEDIATE:
+            # a read later upgraded to a write would otherwise fail with SQLITE_BUSY.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kw.setdefault("pool_pre_ping", True)
+    if kw.pop("no_pool", False):
+        kw["poolclass"] = NullPool
+    else:
+        kw.setdefault("pool_size", 5)
+        kw.setdefault("max_overflow", 10)
+    return create_engine(url, **kw)
+
+
+class Database:
+    """One engine and its session factory; `transaction()` is the unit of work."""
+
+    def __init__(self, url: str, **engine_kw):
+        self.url = url
+        self.engine = make_engine(url, **engine_kw)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on any exception."""
+        session = self.Session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def create_all(self) -> None:
+        """Create every table (tests and the sandbox; production uses Alembic)."""
+        from . import models  # noqa: F401  (registers the tables)
+
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def insert_ignore(session: Session, model, rows: list[dict], key: str):
+    """INSERT rows, silently skipping those whose unique `key` already exists; return new ids."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(model).values(rows).on_conflict_do_nothing(index_elements=[key])
+    return list(session.execute(stmt.returning(model.id)).scalars())
+
+
+def claim(
+    db: Database,
+    model,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    ready=None,
+    order_by=None,
+    claimed_status: str = "processing",
+) -> list[int]:
+    """Claim up to `limit` ready rows of `model` for this process and return their ids.
+
+    A row is ready when it is `pending` and due (`next_attempt_at <= now`, plus the caller's
+    `ready` condition), or when an earlier claim's lease has run out (its process died).
+    PostgreSQL locks the candidates with FOR UPDATE SKIP LOCKED, so concurrent claimers take
+    disjoint rows; SQLite write transactions begin IMMEDIATE, so claims there are serialized.
+    The claim bumps `attempts`, so an event that kills its worker is dead-lettered in time.
+    """
+    due = ((model.status == "pending") & (model.next_attempt_at <= now)) | (
+        (model.status == claimed_status) & (model.locked_until < now)
+    )
+    if ready is not None:
+        due = due & ready
+    with db.transaction() as s:
+        stmt = (
+            select(model.id)
+            .where(due)
+            .order_by(*(order_by if order_by is not None else [model.next_attempt_at, model.id]))
+            .limit(limit)
+        )
+        if db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        ids = list(s.execute(stmt).scalars())
+        if ids:
+            s.execute(
+                update(model)
+                .where(model.id.in_(ids))
+                .values(
+                    status=claimed_status,
+                    locked_until=now + lease,
+                    attempts=model.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+    return ids

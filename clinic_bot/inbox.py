@@ -1,0 +1,80 @@
+"""The webhook: authenticate, bound, validate, store one inbox row per item, answer 200.
+
+Nothing else happens on this path: no business logic and no outbound HTTP (DESIGN §2.3).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from .db import insert_ignore
+from .models import InboxEvent
+from .wakeup import notify_in_transaction, signal_file, touch
+from .whapi.payloads import EnvelopeError, split_envelope
+
+log = logging.getLogger(__name__)
+bp = Blueprint("inbox", __name__)
+
+
+def _error(status: int, code: str, message: str):
+    return jsonify(error={"code": code, "message": message}), status
+
+
+def _authorized(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+@bp.post("/webhooks/whapi")
+@bp.post("/webhooks/whapi/<path:secret>")
+def whapi_webhook(secret: str | None = None):
+    """Store every item of a Whapi webhook POST; duplicates and unknown kinds are fine."""
+    runtime = current_app.extensions["clinic_bot"]
+    given = secret if secret is not None else request.headers.get("X-Webhook-Token", "")
+    if not _authorized(given, runtime.settings.webhook_secret):
+        return _error(401, "unauthorized", "missing or wrong webhook secret")
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH turns an oversize body into 413
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "invalid_json", "the body is not JSON")
+    try:
+        items = split_envelope(body)
+    except EnvelopeError as exc:
+        return _error(400, "invalid_envelope", str(exc))
+    expected = runtime.settings.channel_id
+    if expected and body.get("channel_id") != expected:
+        return _error(403, "wrong_channel", "this webhook is for another Whapi channel")
+    now = runtime.clock()
+    rows = [
+        dict(
+            dedupe_key=i.dedupe_key,
+            kind=i.kind,
+            event_type=i.event_type,
+            event_method=i.event_method,
+            channel_id=i.channel_id,
+            payload=i.payload,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            received_at=now,
+        )
+        for i in items
+    ]
+    try:
+        with runtime.db.transaction() as s:
+            stored = insert_ignore(s, InboxEvent, rows, key="dedupe_key")
+            if stored:
+                notify_in_transaction(s, runtime.db.is_postgres)
+    except (OperationalError, PoolTimeout):
+        log.exception("could not store a webhook; Whapi will retry")
+        return _error(503, "unavailable", "the database cannot take the event now; retry")
+    if stored:
+        runtime.waker.wake()
+        touch(signal_file(runtime.settings.database_url))
+    return jsonify(ok=True, received=len(rows), stored=len(stored)), 200

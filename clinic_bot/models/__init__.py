@@ -1,0 +1,26 @@
+"""Typed SQLAlchemy models, one module per area; importing this package registers them all."""
+
+from .appointments import Appointment, PractitionerLock
+from .core import (
+    ApiToken,
+    GatewayState,
+    InboxEvent,
+    OutboxMessage,
+    Patient,
+    Reaction,
+    StaffUser,
+)
+from .sandbox import SandboxMessage
+
+__all__ = [
+    "ApiToken",
+    "Appointment",
+    "GatewayState",
+    "InboxEvent",
+    "OutboxMessage",
+    "Patient",
+    "PractitionerLock",
+    "Reaction",
+    "SandboxMessage",
+    "StaffUser",
+]

@@ -1,0 +1,53 @@
+"""Appointments, and the per-practitioner lock row that makes double booking impossible."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..db import Base, UTCDateTime
+from .core import Patient, utcnow
+
+ACTIVE_STATUSES = ("booked", "confirmed")
+STATUSES = ("booked", "confirmed", "cancelled", "no_show", "completed")
+SOURCES = ("whatsapp", "ics", "api", "staff")
+
+
+class Appointment(Base):
+    """A visit: a patient, an instant range in UTC, a status and where it came from."""
+
+    __tablename__ = "appointment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    service_id: Mapped[str | None] = mapped_column(String(100))
+    practitioner_id: Mapped[str | None] = mapped_column(String(100))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default="booked")
+    source: Mapped[str] = mapped_column(String(20), default="whatsapp")
+    # Goes up on every move, so reminder rows and outbox keys of the old time are told apart.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    external_uid: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)  # imported SUMMARY; never sent to patients
+    notes: Mapped[str | None] = mapped_column(Text)  # staff-only; never sent to patients
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    patient: Mapped[Patient | None] = relationship()
+
+    __table_args__ = (
+        Index("ix_appointment_practitioner_time", "practitioner_id", "starts_at"),
+        Index("ix_appointment_time", "starts_at"),
+    )
+
+
+class PractitionerLock(Base):
+    """One row per practitioner, locked (FOR UPDATE) while an overlap check and insert run."""
+
+    __tablename__ = "practitioner_lock"
+
+    practitioner_id: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -1,0 +1,365 @@
+"""The outbox: messages enqueued in the caller's transaction, relayed to the gateway later.
+
+Every send is a row with a unique idempotency key, so a retried event or a second worker can
+never send the same message twice. The relay claims rows, sends them with retry and backoff,
+and records the provider id; status webhooks then move a row forward only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from .db import Database, claim, insert_ignore
+from .models import OutboxMessage, Patient
+from .whapi import bodies
+from .whapi.bodies import Button, Row
+from .whapi.client import SendResult
+
+log = logging.getLogger(__name__)
+
+# Delivery progress; a status webhook may only move a row to a higher rank.
+STATUS_RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5}
+TERMINAL = {"dead", "cancelled"}
+MAX_SEND_ATTEMPTS = 10
+BACKOFF_BASE = 2.0  # seconds; long enough for a timed-out send's echo to arrive first
+BACKOFF_CAP = 600.0
+LEASE = timedelta(seconds=90)
+# Purposes that still reach an opted-out patient: only the confirmation of the opt-out itself.
+OPT_OUT_SAFE = {"optout"}
+
+
+def fingerprint(chat_id: str, text: str) -> str:
+    """A hash of where a message goes and what it says, to match our echoes to outbox rows."""
+    return hashlib.sha256(f"{chat_id}\n{' '.join(text.split())}".encode()).hexdigest()
+
+
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    chat_id: str,
+    endpoint: str,
+    body: dict,
+    now: datetime,
+    patient: Patient | None = None,
+    purpose: str = "reply",
+    not_before: datetime | None = None,
+) -> bool:
+    """Add a message to send; False when `key` was enqueued before or the patient opted out."""
+    if patient is not None and patient.opted_out and purpose not in OPT_OUT_SAFE:
+        return False
+    text = bodies.visible_text(endpoint, body)
+    new = insert_ignore(
+        session,
+        OutboxMessage,
+        [
+            dict(
+                idempotency_key=key,
+                patient_id=patient.id if patient is not None else None,
+                chat_id=chat_id,
+                endpoint=endpoint,
+                body=body,
+                fingerprint=fingerprint(chat_id, text),
+                purpose=purpose,
+                status="pending",
+                attempts=0,
+                next_attempt_at=not_before or now,
+                created_at=now,
+                reactions=[],
+            )
+        ],
+        key="idempotency_key",
+    )
+    return bool(new)
+
+
+class Outbox:
+    """Typed senders over `enqueue`: what the rest of the app calls instead of Whapi JSON."""
+
+    def __init__(self, session: Session, now: datetime, key_prefix: str):
+        self.session = session
+        self.now = now
+        self.key_prefix = key_prefix
+        self.count = 0
+
+    def _key(self, key: str | None) -> str:
+        self.count += 1
+        return key or f"{self.key_prefix}:{self.count}"
+
+    def text(self, patient: Patient, text: str, *, key=None, purpose="reply", **kw) -> bool:
+        """Queue a plain text to the patient."""
+        return enqueue(
+            self.session,
+            key=self._key(key),
+            chat_id=patient.chat_id,
+            endpoint="messages/text",
+            body=bodies.text_body(patient.chat_id, text),
+            now=self.now,
+            patient=patient,
+            purpose=purpose,
+            **kw,
+        )
+
+    def buttons(
+        self, patient: Patient, text: str, buttons: list[Button], *, key=None, purpose="reply", **kw
+    ) -> bool:
+        """Queue a message with up to three quick-reply buttons."""
+        footer = kw.pop("footer", "")
+        header = kw.pop("header", "")
+        return enqueue(
+            self.session,
+            key=self._key(key),
+            chat_id=patient.chat_id,
+            endpoint="messages/interactive",
+            body=bodies.buttons_body(patient.chat_id, text, buttons, header=header, footer=footer),
+            now=self.now,
+            patient=patient,
+            purpose=purpose,
+            **kw,
+        )
+
+    def list(
+        self,
+        patient: Patient,
+        text: str,
+        label: str,
+        sections: list[tuple[str, list[Row]]],
+        *,
+        key=None,
+        purpose="reply",
+        **kw,
+    ) -> bool:
+        """Queue a list message (at most ten rows)."""
+        footer = kw.pop("footer", "")
+        header = kw.pop("header", "")
+        body = bodies.list_body(
+            patient.chat_id, text, label, sections, header=header, footer=footer
+        )
+        return enqueue(
+            self.session,
+            key=self._key(key),
+            chat_id=patient.chat_id,
+            endpoint="messages/interactive",
+            body=body,
+            now=self.now,
+            patient=patient,
+            purpose=purpose,
+            **kw,
+        )
+
+    def document(
+        self,
+        patient: Patient,
+        content: bytes,
+        filename: str,
+        mime_type: str,
+        caption: str = "",
+        *,
+        key=None,
+        purpose="reply",
+        **kw,
+    ) -> bool:
+        """Queue a document (an .ics invitation, say) sent inline."""
+        return enqueue(
+            self.session,
+            key=self._key(key),
+            chat_id=patient.chat_id,
+            endpoint="messages/document",
+            body=bodies.document_body(patient.chat_id, content, filename, mime_type, caption),
+            now=self.now,
+            patient=patient,
+            purpose=purpose,
+            **kw,
+        )
+
+
+def backoff_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter on the upper half: base·2^(n-1), capped."""
+    rng = rng or random
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+def cancel_pending_for(session: Session, patient_id: int, reason: str) -> int:
+    """Void every unsent message to a patient (opt-out); returns how many."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.patient_id == patient_id,
+            OutboxMessage.status == "pending",
+            OutboxMessage.purpose.not_in(OPT_OUT_SAFE),
+        )
+        .values(status="cancelled", last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def _ready_in_chat_order():
+    """A row is ready only when no earlier row to the same chat is still unsent."""
+    earlier = aliased(OutboxMessage)
+    return ~exists().where(
+        and_(
+            earlier.chat_id == OutboxMessage.chat_id,
+            earlier.id < OutboxMessage.id,
+            earlier.status.in_(("pending", "sending")),
+        )
+    )
+
+
+class Relay:
+    """Claims outbox rows and hands them to the gateway client, a few chats at a time."""
+
+    def __init__(self, db: Database, client, clock, *, concurrency: int = 8, batch: int = 50):
+        self.db = db
+        self.client = client
+        self.clock = clock
+        self.batch = batch
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="relay")
+
+    def run_once(self) -> int:
+        """Claim one batch and send it; returns how many rows were claimed."""
+        ids = claim(
+            self.db,
+            OutboxMessage,
+            now=self.clock(),
+            lease=LEASE,
+            limit=self.batch,
+            ready=_ready_in_chat_order(),
+            order_by=[OutboxMessage.id],
+            claimed_status="sending",
+        )
+        if ids:
+            list(self.pool.map(self._deliver, ids))
+        return len(ids)
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Send until nothing is ready; returns how many rows were handled."""
+        total = 0
+        for _ in range(max_rounds):
+            n = self.run_once()
+            total += n
+            if not n:
+                break
+        return total
+
+    def _deliver(self, row_id: int) -> None:
+        try:
+            self._deliver_one(row_id)
+        except Exception:  # a bug in one row must not stop the relay
+            log.exception("outbox row %s could not be delivered", row_id)
+
+    def _deliver_one(self, row_id: int) -> None:
+        with self.db.transaction() as s:
+            row = s.get(OutboxMessage, row_id)
+            if row is None or row.status != "sending":
+                return  # an echo already settled it
+            patient = s.get(Patient, row.patient_id) if row.patient_id else None
+            if patient is not None and patient.opted_out and row.purpose not in OPT_OUT_SAFE:
+                row.status, row.last_error = "cancelled", "patient opted out"
+                return
+            endpoint, body, attempts = row.endpoint, row.body, row.attempts
+        result = self.client.send(endpoint, body)
+        self.record(row_id, result, attempts)
+
+    def record(self, row_id: int, result: SendResult, attempts: int) -> None:
+        """Store what one send attempt gave: sent, a retry later, or a dead letter."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            row = s.get(OutboxMessage, row_id)
+            if row is None:
+                return
+            if result.ok:
+                row.provider_message_id = row.provider_message_id or result.message_id
+                if STATUS_RANK.get(row.status, -1) < STATUS_RANK["sent"]:
+                    row.status = "sent"
+                row.sent_at = row.sent_at or now
+                row.last_error = None
+                return
+            if row.status != "sending":
+                return  # settled meanwhile by an echo or a status webhook
+            row.last_error = result.error
+            if result.uncertain:
+                row.uncertain_since = row.uncertain_since or now
+            if result.retryable and attempts < MAX_SEND_ATTEMPTS:
+                row.status = "pending"
+                row.next_attempt_at = now + timedelta(seconds=backoff_delay(attempts))
+                log.warning("send %s failed (%s); retry %d", row_id, result.error, attempts)
+            else:
+                row.status = "dead"
+                row.failed_at = now
+                log.error("send %s dead-lettered: %s", row_id, result.error)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending row becomes due (for the reactor's sleep)."""
+        with self.db.Session() as s:
+            return s.execute(
+                select(OutboxMessage.next_attempt_at)
+                .where(OutboxMessage.status == "pending")
+                .order_by(OutboxMessage.next_attempt_at)
+                .limit(1)
+            ).scalar()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def apply_status(session: Session, provider_id: str, status: str, at: datetime) -> str:
+    """Move the row with `provider_id` forward to `status` (never back); returns the outcome."""
+    row = session.execute(
+        select(OutboxMessage).where(OutboxMessage.provider_message_id == provider_id)
+    ).scalar_one_or_none()
+    if row is None:
+        return "unknown"
+    if status == "failed":
+        if STATUS_RANK.get(row.status, -1) < STATUS_RANK["delivered"]:
+            row.status, row.failed_at = "failed", at
+            return "failed"
+        return "stale"
+    rank = STATUS_RANK.get(status)
+    if rank is None:
+        return "ignored"
+    if row.status in TERMINAL | {"failed"} or STATUS_RANK.get(row.status, -1) >= rank:
+        return "stale"
+    row.status = status
+    if rank >= STATUS_RANK["sent"]:
+        row.sent_at = row.sent_at or at
+    if rank >= STATUS_RANK["delivered"]:
+        row.delivered_at = row.delivered_at or at
+    if rank >= STATUS_RANK["read"]:
+        row.read_at = row.read_at or at
+    return status
+
+
+def match_echo(session: Session, provider_id: str, chat_id: str, text: str) -> str:
+    """Tie our own echoed message to its outbox row (settles timed-out sends); returns outcome."""
+    row = session.execute(
+        select(OutboxMessage).where(OutboxMessage.provider_message_id == provider_id)
+    ).scalar_one_or_none()
+    if row is not None:
+        return "known"
+    fp = fingerprint(chat_id, text)
+    row = session.execute(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.fingerprint == fp,
+            OutboxMessage.provider_message_id.is_(None),
+            (OutboxMessage.status == "sending")
+            | ((OutboxMessage.status == "pending") & OutboxMessage.uncertain_since.is_not(None)),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        return "unmatched"  # staff typing on the clinic phone, or a send from elsewhere
+    row.provider_message_id = provider_id
+    if STATUS_RANK.get(row.status, -1) < STATUS_RANK["sent"]:
+        row.status = "sent"
+    return "matched"

@@ -1,0 +1,98 @@
+"""Wake the worker as soon as a webhook is stored, within one process or across processes.
+
+- same process (`clinic-bot run`): a threading.Event;
+- PostgreSQL: NOTIFY in the webhook's transaction, LISTEN on a dedicated worker connection;
+- SQLite (always one machine): the webhook touches a file beside the database, the worker
+  watches its modification time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine.url import make_url
+
+log = logging.getLogger(__name__)
+CHANNEL = "clinic_bot_inbox"
+
+
+def signal_file(database_url: str) -> Path | None:
+    """The file whose mtime announces new inbox rows, for a file-based SQLite database."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).with_suffix(".wake")
+
+
+def notify_in_transaction(session, is_postgres: bool) -> None:
+    """Queue a NOTIFY that PostgreSQL delivers when the webhook's transaction commits."""
+    if is_postgres:
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def touch(path: Path | None) -> None:
+    """Announce new rows to a worker in another process (SQLite)."""
+    if path is None:
+        return
+    try:
+        path.touch()
+    except OSError:
+        log.debug("could not touch %s", path, exc_info=True)
+
+
+class CrossProcessListener:
+    """Turns cross-process announcements into `waker.wake()` calls, on a daemon thread."""
+
+    def __init__(self, database_url: str, waker, *, poll: float = 0.05):
+        self.database_url = database_url
+        self.waker = waker
+        self.poll = poll
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "postgresql":
+            target = self._listen_postgres
+        elif signal_file(self.database_url) is not None:
+            target = self._watch_file
+        else:
+            return
+        self._thread = threading.Thread(target=target, name="wake-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch_file(self) -> None:
+        path = signal_file(self.database_url)
+        last = None
+        while not self._stop.is_set():
+            try:
+                mtime = os.stat(path).st_mtime_ns
+            except OSError:
+                mtime = None
+            if mtime != last:
+                last = mtime
+                self.waker.wake()
+            self._stop.wait(self.poll)
+
+    def _listen_postgres(self) -> None:
+        import psycopg
+
+        url = make_url(self.database_url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.waker.wake()
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
