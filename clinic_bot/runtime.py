@@ -51,6 +51,9 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, clock=None, profile: Profile | None = None, **db_kw):
         """Open the database, load (or first create) the clinic profile, make the client."""
+        from .wiring import wire
+
+        wire()
         ensure_profile(settings)
         return cls(
             settings=settings,

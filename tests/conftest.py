@@ -128,7 +128,8 @@ class Live:
 
     def post_webhook(self, payload, *, secret: str = WEBHOOK_SECRET, **kw) -> requests.Response:
         headers = {"X-Webhook-Token": secret} if secret is not None else {}
-        return self.http.post(f"{self.base_url}/webhooks/whapi", json=payload, headers=headers, **kw)
+        url = f"{self.base_url}/webhooks/whapi"
+        return self.http.post(url, json=payload, headers=headers, **kw)
 
     def patient(self, phone: str, **action) -> dict:
         """The simulated patient writes or taps (see the sandbox API)."""
