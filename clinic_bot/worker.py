@@ -22,7 +22,7 @@ from .db import claim
 from .handlers import DISPATCH, HandlerContext, RetryLater, handle_ignored
 from .models import GatewayState, InboxEvent
 from .outbox import Outbox, Relay
-from .runtime import Runtime
+from .runtime import Runtime, Waker
 from .wakeup import CrossProcessListener
 from .whapi.payloads import parse_item
 
@@ -99,8 +99,11 @@ def _reschedule(runtime: Runtime, row_id: int, error: str, when, *, dead: bool) 
         row.next_attempt_at = when
 
 
-def drain_inbox(runtime: Runtime, max_rounds: int = 1000) -> int:
-    """Claim and handle inbox rows until none is ready; returns how many were handled."""
+def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None) -> int:
+    """Claim and handle inbox rows until none is ready; returns how many were handled.
+
+    `on_handled` runs after each row's transaction, so the relay can send its replies at once.
+    """
     total = 0
     for _ in range(max_rounds):
         ids = claim(
@@ -115,6 +118,8 @@ def drain_inbox(runtime: Runtime, max_rounds: int = 1000) -> int:
             break
         for row_id in ids:
             process_inbox_row(runtime, row_id)
+            if on_handled is not None:
+                on_handled()
         total += len(ids)
     return total
 
@@ -148,8 +153,9 @@ class Worker:
         self.runtime = runtime
         self.relay = Relay(runtime.db, runtime.client, runtime.clock)
         self.listener = CrossProcessListener(runtime.settings.database_url, runtime.waker)
+        self.send_waker = Waker()
         self._stop = threading.Event()
-        self._reactor: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         tick = runtime.settings.worker_tick_seconds
         scheduler_cls = BlockingScheduler if blocking else BackgroundScheduler
         self.scheduler = scheduler_cls(
@@ -167,13 +173,20 @@ class Worker:
             except Exception:
                 log.exception("tick %s failed", job_id)
             else:
-                self.runtime.waker.wake()  # a tick may have queued sends
+                self.send_waker.wake()  # a tick may have queued sends
 
         return run
 
     def react_once(self) -> int:
         """Drain the inbox, then the outbox; returns rows handled."""
         return drain_inbox(self.runtime) + self.relay.drain()
+
+    def _until_due(self, due) -> float:
+        """Seconds to sleep: the tick, or less when a retry falls due sooner."""
+        timeout = self.runtime.settings.worker_tick_seconds
+        if due is not None:
+            timeout = min(timeout, max(0.01, (due - self.runtime.clock()).total_seconds()))
+        return timeout
 
     def tick(self) -> None:
         """The periodic safety net: heartbeat, plus whatever retries have come due."""
@@ -183,27 +196,36 @@ class Worker:
         except Exception:
             log.exception("core tick failed")
 
-    def _reactor_loop(self) -> None:
-        tick = self.runtime.settings.worker_tick_seconds
+    def _inbox_loop(self) -> None:
+        """Handle new events as soon as a webhook stores them; wake the sender per event."""
         while not self._stop.is_set():
             try:
-                self.react_once()
-                timeout = tick
-                now = self.runtime.clock()
-                for due in (_next_inbox_due(self.runtime), self.relay.next_due()):
-                    if due is not None:
-                        timeout = min(timeout, max(0.01, (due - now).total_seconds()))
+                drain_inbox(self.runtime, on_handled=self.send_waker.wake)
+                timeout = self._until_due(_next_inbox_due(self.runtime))
             except Exception:
-                log.exception("reactor round failed")
+                log.exception("inbox round failed")
                 timeout = 1.0
             self.runtime.waker.wait(timeout)
+
+    def _send_loop(self) -> None:
+        """Relay the outbox while the inbox loop goes on handling events (pipelined)."""
+        while not self._stop.is_set():
+            try:
+                self.relay.drain()
+                timeout = self._until_due(self.relay.next_due())
+            except Exception:
+                log.exception("send round failed")
+                timeout = 1.0
+            self.send_waker.wait(timeout)
 
     def start(self) -> None:
         """Start the reactor thread and (for a background worker) the scheduler."""
         heartbeat(self.runtime)
         self.listener.start()
-        self._reactor = threading.Thread(target=self._reactor_loop, name="reactor", daemon=True)
-        self._reactor.start()
+        for name, target in (("inbox", self._inbox_loop), ("sender", self._send_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         log.info("worker started (tick every %ss)", self.runtime.settings.worker_tick_seconds)
         self.scheduler.start()  # blocks for a BlockingScheduler
 
@@ -211,9 +233,10 @@ class Worker:
         """Stop the ticks and the reactor; in-flight rows finish or their lease runs out."""
         self._stop.set()
         self.runtime.waker.wake()
+        self.send_waker.wake()
         self.listener.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        if self._reactor is not None:
-            self._reactor.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.relay.close()
