@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base, UTCDateTime
@@ -42,6 +42,10 @@ class Appointment(Base):
     __table_args__ = (
         Index("ix_appointment_practitioner_time", "practitioner_id", "starts_at"),
         Index("ix_appointment_time", "starts_at"),
+        # A patient's upcoming appointments ("My appointments", the API's patient filter).
+        Index("ix_appointment_patient_time", "patient_id", "starts_at"),
+        # Overlap checks assume no appointment ends before it starts.
+        CheckConstraint("ends_at >= starts_at", name="ck_appointment_ends_not_before_start"),
     )
 
 
