@@ -340,7 +340,8 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         idle_reset=parse_duration(bk.get("idle_reset", "30m"), "booking.idle_reset"),
         handoff_idle=parse_duration(bk.get("handoff_idle", "24h"), "booking.handoff_idle"),
         notify_on_staff_booking=bool(bk.get("notify_patient_on_staff_booking", True)),
-        closures=_closures(data.get("closures", []), "closures"),
+        # The example profile writes closures inside [booking]; a top-level key also works.
+        closures=_closures(data.get("closures", bk.get("closures", [])), "closures"),
         services=services,
         practitioners=practitioners,
         intake=_intake(data.get("intake"), list(texts)),
