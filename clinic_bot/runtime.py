@@ -48,6 +48,11 @@ class Runtime:
     clock: Callable[[], datetime] = system_clock
     waker: Waker = field(default_factory=Waker)
 
+    def __post_init__(self):
+        # Hooks run inside a caller's transaction with only the session (appointment changes):
+        # they reach the clinic profile and clock through `session.info["runtime"]`.
+        self.db.Session.configure(info={"runtime": self})
+
     @classmethod
     def build(cls, settings: Settings, *, clock=None, profile: Profile | None = None, **db_kw):
         """Open the database, load (or first create) the clinic profile, make the client."""
