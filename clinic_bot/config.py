@@ -65,6 +65,9 @@ class Settings:
     worker_tick_seconds: float
     port: int
     public_url: str
+    # How long a claimed inbox/outbox row stays with its worker before another may take it
+    # (None: the built-in leases). Short values make a killed worker's rows come back sooner.
+    worker_lease_seconds: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -105,6 +108,9 @@ class Settings:
             worker_tick_seconds=float(env.get("WORKER_TICK_SECONDS", "5")),
             port=port,
             public_url=public_url,
+            worker_lease_seconds=float(env["WORKER_LEASE_SECONDS"])
+            if env.get("WORKER_LEASE_SECONDS")
+            else None,
         )
         values.update(overrides)
         return cls(**values)

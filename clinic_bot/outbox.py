@@ -217,8 +217,18 @@ def _ready_in_chat_order():
 class Relay:
     """Claims outbox rows and hands them to the gateway client, a few chats at a time."""
 
-    def __init__(self, db: Database, client, clock, *, concurrency: int = 8, batch: int = 50):
+    def __init__(
+        self,
+        db: Database,
+        client,
+        clock,
+        *,
+        concurrency: int = 8,
+        batch: int = 50,
+        lease: timedelta = LEASE,
+    ):
         self.db = db
+        self.lease = lease
         self.client = client
         self.clock = clock
         self.batch = batch
@@ -230,7 +240,7 @@ class Relay:
             self.db,
             OutboxMessage,
             now=self.clock(),
-            lease=LEASE,
+            lease=self.lease,
             limit=self.batch,
             ready=_ready_in_chat_order(),
             order_by=[OutboxMessage.id],

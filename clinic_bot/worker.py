@@ -21,6 +21,7 @@ from . import events as ev
 from .db import claim
 from .handlers import DISPATCH, HandlerContext, RetryLater, handle_ignored
 from .models import GatewayState, InboxEvent
+from .outbox import LEASE as OUTBOX_LEASE
 from .outbox import Outbox, Relay
 from .runtime import Runtime, Waker
 from .wakeup import CrossProcessListener
@@ -99,18 +100,25 @@ def _reschedule(runtime: Runtime, row_id: int, error: str, when, *, dead: bool) 
         row.next_attempt_at = when
 
 
+def lease_for(runtime: Runtime, default: timedelta) -> timedelta:
+    """The claim lease: WORKER_LEASE_SECONDS when set, else the given default."""
+    seconds = runtime.settings.worker_lease_seconds
+    return timedelta(seconds=seconds) if seconds else default
+
+
 def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None) -> int:
     """Claim and handle inbox rows until none is ready; returns how many were handled.
 
     `on_handled` runs after each row's transaction, so the relay can send its replies at once.
     """
     total = 0
+    lease = lease_for(runtime, INBOX_LEASE)
     for _ in range(max_rounds):
         ids = claim(
             runtime.db,
             InboxEvent,
             now=runtime.clock(),
-            lease=INBOX_LEASE,
+            lease=lease,
             limit=INBOX_BATCH,
             order_by=[InboxEvent.id],
         )
@@ -151,7 +159,9 @@ class Worker:
 
     def __init__(self, runtime: Runtime, *, blocking: bool = False):
         self.runtime = runtime
-        self.relay = Relay(runtime.db, runtime.client, runtime.clock)
+        self.relay = Relay(
+            runtime.db, runtime.client, runtime.clock, lease=lease_for(runtime, OUTBOX_LEASE)
+        )
         self.listener = CrossProcessListener(runtime.settings.database_url, runtime.waker)
         self.send_waker = Waker()
         self._stop = threading.Event()

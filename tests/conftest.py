@@ -191,7 +191,10 @@ def start_server(app, runtime: Runtime):
     if runtime.settings.sandbox:
         runtime.settings.whapi_api_url = f"{base}/sandbox/gateway"
         runtime.client.base_url = runtime.settings.whapi_api_url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval makes shutdown (once per test) quick.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     return server, base
 

@@ -62,10 +62,8 @@ def _error_text(status: int, raw: bytes) -> str:
         data = json.loads(raw)
     except ValueError:
         return f"HTTP {status}: {raw[:500].decode(errors='replace')}"
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        return f"HTTP {status}: {err.get('code', status)} {err.get('message', '')}".strip()
-    return f"HTTP {status}: {json.dumps(data)[:500]}"
+    # Keep Whapi's whole error body (code, message, details, href): staff read it on dead letters.
+    return f"HTTP {status}: {json.dumps(data, ensure_ascii=False)[:1000]}"
 
 
 def classify_response(status: int, raw: bytes) -> SendResult:

@@ -124,24 +124,44 @@ class InboxItem:
     payload: dict | str
 
 
+# Single objects that report a state, not a one-off event: the same content can come again
+# later and mean something new (logged out, back in, logged out again), so their key includes
+# the second they arrived. Handling them twice only sets the same state twice.
+STATE_KEYS = ("health", "user", "qr")
+MAX_KEY = 200
+
+
 def _content_hash(kind: str, method: str, item) -> str:
-    canonical = json.dumps([kind, method, item], sort_keys=True, ensure_ascii=False)
+    # ASCII escapes keep lone surrogates and other odd text hashable.
+    canonical = json.dumps([kind, method, item], sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _dedupe_key(kind: str, method: str, item) -> str:
+def _safe_key(kind: str, key: str) -> str:
+    """`key` if a database can store it as is; else a hash of it (huge ids, NUL, surrogates)."""
+    # isprintable() is False for NUL, control characters and lone surrogates.
+    if len(key) <= MAX_KEY and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:hashed:{digest}"
+
+
+def _dedupe_key(kind: str, method: str, item, received_at: datetime | None = None) -> str:
     """The gateway's key for an item: the message id; status id + status; else a content hash."""
     if isinstance(item, dict):
         if kind == "messages":
-            return f"msg:{item['id']}"
+            return _safe_key(kind, f"msg:{item['id']}")
         if kind == "statuses":
-            return f"status:{item['id']}:{item['status']}"
+            return _safe_key(kind, f"status:{item['id']}:{item['status']}")
         if kind == "calls" and isinstance(item.get("id"), str):
-            return f"call:{item['id']}:{item.get('status', '')}"
-    return f"{kind}:{_content_hash(kind, method, item)}"
+            return _safe_key(kind, f"call:{item['id']}:{item.get('status', '')}")
+    digest = _content_hash(kind, method, item)
+    if kind in STATE_KEYS and received_at is not None:
+        return f"{kind}:{digest[:40]}:{received_at.strftime('%Y%m%dT%H%M%S')}"
+    return f"{kind}:{digest}"
 
 
-def split_envelope(body) -> list[InboxItem]:
+def split_envelope(body, received_at: datetime | None = None) -> list[InboxItem]:
     """Validate a decoded webhook body and split it into inbox items; raise EnvelopeError."""
     if not isinstance(body, dict):
         raise EnvelopeError("the body must be a JSON object (a Whapi webhook envelope)")
@@ -160,7 +180,7 @@ def split_envelope(body) -> list[InboxItem]:
         if not isinstance(value, list | dict):
             continue  # an unknown scalar key carries no event
         for entry in entries:
-            dedupe = _dedupe_key(key, meta["event"], entry)
+            dedupe = _dedupe_key(key, meta["event"], entry, received_at)
             if dedupe in seen:
                 continue
             seen.add(dedupe)
@@ -279,7 +299,7 @@ def parse_message(msg: dict) -> ev.Event:
             return ev.ReactionChanged(
                 mid,
                 target_id=str(action.get("target", "")),
-                emoji=action.get("emoji") or "",
+                emoji=action["emoji"] if isinstance(action.get("emoji"), str) else "",
                 **base,
             )
         return ev.Ignored(mid, reason=f"message action {action.get('type')}")
