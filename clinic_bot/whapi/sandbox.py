@@ -9,6 +9,7 @@ Faults can be injected (error statuses, slow answers) to exercise retries.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import re
@@ -31,6 +32,7 @@ bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 TO_PATTERN = re.compile(r"^[\d-]{9,31}(@[\w.]{1,})?$")
 DEFAULT_SETTINGS = {"auto_read": True, "status_delay": 0.05}
 CHANNEL_ID = "SANDBOX-CLINIC"
+RECENT_STATUSES = 40  # how many of a chat's newest clinic messages report their tick per poll
 
 
 def _runtime():
@@ -95,35 +97,45 @@ def _take_fault() -> dict | None:
 
 
 class _Callbacks:
-    """One ordered queue per process of webhook POSTs the sandbox owes our app."""
+    """Ordered queues of webhook POSTs the sandbox owes our app: one queue and thread per URL.
+
+    Per URL, so an app that went away (a stopped test server) and is retried does not hold up
+    the callbacks owed to one that is running.
+    """
 
     def __init__(self):
-        self.queue: queue.Queue = queue.Queue()
-        self.thread: threading.Thread | None = None
+        self.queues: dict[str, queue.Queue] = {}
         self.lock = threading.Lock()
-        self.http = requests.Session()
 
-    def put(self, url: str, secret: str, payload: dict, delay: float = 0.0) -> None:
+    def put(self, url: str, secret: str, payload: dict, delay: float = 0.0, on_ok=None) -> None:
         with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="sandbox-cb", daemon=True)
-                self.thread.start()
-        self.queue.put((url, secret, payload, delay))
+            q = self.queues.get(url)
+            if q is None:
+                q = self.queues[url] = queue.Queue()
+                name = f"sandbox-cb-{len(self.queues)}"
+                threading.Thread(target=self._run, args=(q,), name=name, daemon=True).start()
+        q.put((url, secret, payload, delay, on_ok))
 
-    def _run(self) -> None:
+    def _run(self, q: queue.Queue) -> None:
+        http = requests.Session()  # one per thread: Session is not thread-safe
         while True:
-            url, secret, payload, delay = self.queue.get()
+            url, secret, payload, delay, on_ok = q.get()
             if delay:
                 time.sleep(delay)
             for attempt in range(5):  # like Whapi, retry until acknowledged with 200
                 try:
-                    resp = self.http.post(
+                    resp = http.post(
                         url, json=payload, headers={"X-Webhook-Token": secret}, timeout=10
                     )
                     if resp.status_code == 200:
+                        if on_ok is not None:
+                            on_ok()
                         break
                 except requests.RequestException:
                     pass
+                except Exception:  # a failing on_ok must not stop the callback thread
+                    log.exception("sandbox callback follow-up failed")
+                    break
                 time.sleep(0.2 * (attempt + 1))
 
 
@@ -140,6 +152,19 @@ def post_to_webhook(payload: dict) -> int:
         timeout=10,
     )
     return resp.status_code
+
+
+STATUS_RANK = {"pending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5}
+
+
+def record_status(db, message_id: str, status: str) -> None:
+    """Move the phone's tick for one clinic message forward (never back), as WhatsApp shows it."""
+    with db.transaction() as s:
+        row = s.execute(
+            select(SandboxMessage).where(SandboxMessage.message_id == message_id)
+        ).scalar()
+        if row is not None and STATUS_RANK.get(status, 0) > STATUS_RANK.get(row.status, 0):
+            row.status = status
 
 
 def _queue_echo_and_statuses(message: dict, phone: str) -> None:
@@ -159,7 +184,8 @@ def _queue_echo_and_statuses(message: dict, phone: str) -> None:
         steps.append(("read", 4))
     for status, code in steps:
         payload = status_payload(message["id"], phone, status, code, rt.clock())
-        CALLBACKS.put(url, secret, payload, delay)
+        on_ok = functools.partial(record_status, rt.db, message["id"], status)
+        CALLBACKS.put(url, secret, payload, delay, on_ok)
 
 
 def status_payload(message_id: str, phone: str, status: str, code: int, at: datetime) -> dict:
@@ -558,7 +584,15 @@ def patient_transcript(phone: str):
             .where(SandboxMessage.phone == phone, SandboxMessage.id > after)
             .order_by(SandboxMessage.id)
         ).scalars()
-        return jsonify(messages=[transcript_item(m) for m in rows])
+        messages = [transcript_item(m) for m in rows]
+        # Ticks change after a message was first fetched: the newest ones' statuses ride along.
+        recent = s.execute(
+            select(SandboxMessage.id, SandboxMessage.status)
+            .where(SandboxMessage.phone == phone, SandboxMessage.direction == "out")
+            .order_by(SandboxMessage.id.desc())
+            .limit(RECENT_STATUSES)
+        ).all()
+        return jsonify(messages=messages, statuses={str(i): st for i, st in recent})
 
 
 @bp.get("/api/patients")
@@ -584,7 +618,10 @@ def send_status():
     if msg is None:
         return jsonify(error={"code": "not_found", "message": "no such message"}), 404
     payload = status_payload(msg.message_id, msg.phone, status, codes[status], _runtime().clock())
-    return jsonify(webhook_status=post_to_webhook(payload))
+    webhook_status = post_to_webhook(payload)
+    if webhook_status == 200:
+        record_status(_runtime().db, msg.message_id, status)
+    return jsonify(webhook_status=webhook_status)
 
 
 @bp.route("/api/faults", methods=["GET", "POST", "DELETE"])
