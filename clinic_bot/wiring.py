@@ -12,3 +12,4 @@ def wire() -> None:
         return
     _wired = True
     # Each area adds one line here: `from . import <area>` with a noqa for F401.
+    from . import reminders  # noqa: F401

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models, one module per area; importing this package registers them all."""
 
 from .appointments import Appointment, PractitionerLock
+from .broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
 from .core import (
     ApiToken,
     GatewayState,
@@ -10,6 +11,7 @@ from .core import (
     Reaction,
     StaffUser,
 )
+from .reminders import Reminder  # noqa: F401
 from .sandbox import SandboxMessage
 
 __all__ = [
