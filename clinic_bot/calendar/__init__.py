@@ -1,0 +1,1 @@
+"""Calendars: .ics invitations and feeds out, .ics files in."""
