@@ -253,11 +253,13 @@ def reschedule(
     now: datetime,
     enforce_hours: bool = True,
     force: bool = False,
+    service_id: str | None = None,
 ) -> Appointment:
     """Move the same appointment to a new start (same duration); its version goes up.
 
     `practitioner_id` None keeps the current practitioner (or, within hours and unassigned,
-    takes any practitioner free at that start).
+    takes any practitioner free at that start). `service_id` is the service whose slots
+    apply when the appointment has none yet (one staff booked without a service).
     """
     starts_at = _aware(starts_at, "starts_at")
     lock_appointment(session, appt)
@@ -268,10 +270,11 @@ def reschedule(
         raise InvalidBooking(f"unknown practitioner {practitioner_id!r}")
     target = practitioner_id if practitioner_id is not None else appt.practitioner_id
     duration = appt.ends_at - appt.starts_at
+    service = appt.service_id or service_id
     pid = _place(
         session,
         profile,
-        service_id=appt.service_id,
+        service_id=service,
         practitioner_id=target,
         starts_at=starts_at,
         duration=duration,
@@ -283,6 +286,7 @@ def reschedule(
     appt.starts_at = starts_at
     appt.ends_at = starts_at + duration
     appt.practitioner_id = pid
+    appt.service_id = service
     appt.version += 1
     appt.updated_at = now
     appointment_changed(session, appt, now, "moved")

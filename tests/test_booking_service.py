@@ -223,3 +223,12 @@ def test_upcoming_lists_only_the_patients_active_future_appointments_soonest_fir
     book(session, ben, at(13))
     assert booking.upcoming_for(session, ana, now=NOW) == [soon, later]
     assert booking.upcoming_for(session, ana, now=at(9, 5)) == [later]
+
+
+def test_an_appointment_booked_without_a_service_moves_into_the_slots_of_a_given_one(session, ana):
+    api = dict(source="api", enforce_hours=False, service_id=None)
+    a = book(session, ana, at(22), duration=timedelta(minutes=20), **api)
+    with pytest.raises(booking.InvalidBooking):
+        booking.reschedule(session, PROFILE, a, starts_at=at(9), now=NOW)
+    booking.reschedule(session, PROFILE, a, starts_at=at(9), now=NOW, service_id="checkup")
+    assert (a.starts_at, a.service_id, a.version) == (at(9), "checkup", 2)
