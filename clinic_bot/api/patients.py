@@ -1,12 +1,14 @@
-"""GET /api/v1/patients/<phone>: a patient's opt-out and conversation state."""
+"""Patients: GET a patient's state; staff replies and resolving a handoff to reception."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from sqlalchemy import select
 
+from ..conversation import handoff
 from ..models import Patient
 from ..phones import InvalidPhone, normalize_phone
+from ..whapi.bodies import TEXT_BODY
 from . import bp
 from .auth import api_error
 
@@ -42,3 +44,51 @@ def get_patient(phone: str):
         if p is None:
             return api_error(404, "not_found", f"no patient with phone {digits}")
         return jsonify(patient_json(p))
+
+
+def _patient_or_error(session, phone: str):
+    """The patient for a path phone, or the API error to return."""
+    try:
+        digits = normalize_phone(phone)
+    except InvalidPhone as exc:
+        return None, api_error(400, "invalid_phone", str(exc))
+    p = session.execute(select(Patient).where(Patient.phone == digits)).scalar_one_or_none()
+    if p is None:
+        return None, api_error(404, "not_found", f"no patient with phone {digits}")
+    return p, None
+
+
+@bp.post("/patients/<phone>/messages")
+def post_staff_message(phone: str):
+    """Staff write to a patient: {"text"}; the chat stays with reception until resolved."""
+    body = request.get_json(silent=True)
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return api_error(400, "invalid_body", 'send {"text": "..."} with a non-empty text')
+    if len(text) > TEXT_BODY:
+        return api_error(400, "invalid_body", f"text is longer than {TEXT_BODY} characters")
+    runtime = current_app.extensions["clinic_bot"]
+    now = runtime.clock()
+    with runtime.db.transaction() as s:
+        p, error = _patient_or_error(s, phone)
+        if error:
+            return error
+        if p.opted_out:
+            return api_error(409, "opted_out", "the patient has opted out of messages")
+        handoff.staff_message(s, runtime.profile, p, text.strip(), now)
+        result = patient_json(p)
+    runtime.waker.wake()
+    return jsonify(queued=True, patient=result), 202
+
+
+@bp.post("/patients/<phone>/handoff/resolve")
+def resolve_handoff(phone: str):
+    """Staff hand the chat back to the bot; the patient is told."""
+    runtime = current_app.extensions["clinic_bot"]
+    with runtime.db.transaction() as s:
+        p, error = _patient_or_error(s, phone)
+        if error:
+            return error
+        resolved = handoff.resolve(s, runtime.profile, p, runtime.clock())
+        result = patient_json(p)
+    return jsonify(resolved=resolved, patient=result), 200

@@ -1,0 +1,296 @@
+"""Whole conversations over real HTTP: webhook in, sandbox gateway out, the worker between.
+
+The `live` fixture runs on the real clock, so expected times come from availability, not
+from hard-coded dates.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC
+
+import icalendar
+import pytest
+from sqlalchemy import select
+
+from clinic_bot import availability
+from clinic_bot.api.auth import create_token
+from clinic_bot.conversation import render
+from clinic_bot.models import Appointment, Patient
+
+PHONE = "4915112345678"
+MENU = ["Book", "My appointments", "Talk to reception"]
+
+
+class Phone:
+    """The simulated patient's phone: act, then read what arrived since the last action."""
+
+    def __init__(self, live, phone: str = PHONE):
+        self.live, self.phone, self.seen, self.taps = live, phone, 0, 0
+        self.history: list[dict] = []
+
+    def act(self, **action) -> list[dict]:
+        self.live.patient(self.phone, **action)
+        self.live.settle(quiet=0.3)
+        return self.arrived()
+
+    def arrived(self) -> list[dict]:
+        out = [m for m in self.live.outgoing(self.phone) if m["id"] > self.seen]
+        if out:
+            self.seen = out[-1]["id"]
+        self.history.extend(out)
+        return out
+
+    def say(self, text: str) -> list[dict]:
+        return self.act(text=text)
+
+    @staticmethod
+    def choices(message: dict) -> list[dict]:
+        if message.get("list"):
+            return [r for sec in message["list"]["sections"] for r in sec["rows"]]
+        return message.get("buttons") or []
+
+    def interactive(self, back: int = 1) -> dict:
+        return [m for m in self.history if m.get("buttons") or m.get("list")][-back]
+
+    def tap(self, which: str | int, message: dict | None = None) -> list[dict]:
+        """Tap a button or pick a row (by title or 1-based position) on the newest prompt."""
+        message = message or self.interactive()
+        options = self.choices(message)
+        if isinstance(which, int):
+            choice = options[which - 1]
+        else:
+            choice = next(c for c in options if c["title"] == which)
+        self.taps += 1
+        kind = "list" if message.get("list") else "button"
+        return self.act(**{kind: {"id": choice["id"], "message_id": message["message_id"]}})
+
+
+def titles(message: dict) -> list[str]:
+    return [c["title"] for c in Phone.choices(message)]
+
+
+def first_free(runtime, practitioner_id=None):
+    """The first free day and its slots, as the bot will offer them now."""
+    profile, now = runtime.profile, runtime.clock()
+    with runtime.db.Session() as s:
+        day = availability.days_with_free_slots(
+            s, profile, service_id="checkup", practitioner_id=practitioner_id, now=now, limit=1
+        )[0]
+        slots = availability.free_slots(
+            s, profile, service_id="checkup", practitioner_id=practitioner_id, day=day, now=now
+        )
+    return day, slots
+
+
+def appointments(runtime, phone=PHONE) -> list[Appointment]:
+    with runtime.db.Session() as s:
+        return list(
+            s.execute(
+                select(Appointment)
+                .join(Patient, Appointment.patient_id == Patient.id)
+                .where(Patient.phone == phone)
+                .order_by(Appointment.id)
+            ).scalars()
+        )
+
+
+def patient_row(runtime, phone=PHONE) -> Patient:
+    with runtime.db.Session() as s:
+        return s.execute(select(Patient).where(Patient.phone == phone)).scalar_one()
+
+
+def book_first_slot(phone: Phone, name: str | None = "Ana Lopez") -> list[dict]:
+    """From the menu: Book, first day, first time, (name, reason), Confirm."""
+    phone.tap("Book")
+    phone.tap(1)
+    out = phone.tap(1)
+    if name:
+        phone.say(name)
+        out = phone.tap("Routine check")
+    assert titles(out[-1]) == ["Confirm", "Change", "Cancel"]
+    return phone.tap("Confirm")
+
+
+def test_first_time_patient_books_from_hi_in_at_most_eight_taps_and_gets_an_ics(live):
+    rt = live.runtime
+    phone = Phone(live)
+    day, slots = first_free(rt)
+    menu = phone.say("hi")
+    assert titles(menu[-1]) == MENU
+    days = phone.tap("Book")
+    assert days[-1]["list"] and titles(days[-1])[0] == render.day_label(rt.profile, "en", day)
+    times = phone.tap(1)
+    assert titles(times[-1])[0] == render.clock(rt.profile, slots[0].starts_at)
+    ask = phone.tap(1)
+    assert "name" in ask[-1]["text"] and not ask[-1].get("buttons")
+    phone.say("Ana Lopez")
+    summary = phone.tap("Routine check")
+    assert render.when(rt.profile, "en", slots[0].starts_at) in summary[-1]["text"]
+    done = phone.tap("Confirm")
+
+    assert phone.taps <= 8
+    assert [m["kind"] for m in done] == ["text", "document"]
+    assert render.when(rt.profile, "en", slots[0].starts_at) in done[0]["text"]
+    [appt] = appointments(rt)
+    assert appt.starts_at == slots[0].starts_at and appt.status == "booked"
+    assert appt.source == "whatsapp"
+    p = patient_row(rt)
+    assert p.name == "Ana Lopez" and p.intake == {"reason": "routine"}
+
+    doc = done[1]
+    assert doc["document"]["mime_type"] == "text/calendar"
+    data = base64.b64decode(doc["media"].split("base64,", 1)[1])
+    cal = icalendar.Calendar.from_ical(data)
+    [event] = [c for c in cal.walk("VEVENT")]
+    start = event.decoded("dtstart")
+    assert start.astimezone(UTC) == slots[0].starts_at
+    assert event.decoded("dtend").astimezone(UTC) == appt.ends_at
+
+
+def test_typed_numbers_and_words_work_at_every_step_over_http(live):
+    phone = Phone(live)
+    assert titles(phone.say("hola")[-1]) == MENU
+    assert phone.say("1")[-1]["list"]  # Book -> days
+    assert phone.say("1")[-1]["list"]  # first day -> times
+    assert phone.say("back")[-1]["list"]["label"] == "Choose a day"
+    phone.say("1")
+    assert "name" in phone.say("1")[-1]["text"]
+    assert phone.say("Ana")[-1]["list"]  # reason question
+    assert titles(phone.say("routine check")[-1]) == ["Confirm", "Change", "Cancel"]
+    out = phone.say("confirm")
+    assert [m["kind"] for m in out] == ["text", "document"]
+    assert len(appointments(live.runtime)) == 1
+
+
+def test_confirm_cancel_and_reschedule_from_my_appointments(live):
+    rt = live.runtime
+    phone = Phone(live)
+    phone.say("hi")
+    book_first_slot(phone)
+    [appt] = appointments(rt)
+
+    phone.say("menu")
+    actions = phone.tap("My appointments")
+    assert titles(actions[-1]) == ["Confirm attendance", "Reschedule", "Cancel appointment"]
+    assert [b["id"] for b in actions[-1]["buttons"]] == [
+        f"appt:{appt.id}:1:confirm",
+        f"appt:{appt.id}:1:reschedule",
+        f"appt:{appt.id}:1:cancel",
+    ]
+    out = phone.tap("Confirm attendance")
+    assert "confirmed" in out[-1]["text"]
+    assert appointments(rt)[0].status == "confirmed"
+
+    phone.say("menu")
+    phone.tap("My appointments")
+    phone.tap("Reschedule")
+    phone.tap(2)  # another day
+    summary = phone.tap(1)
+    assert "Move your appointment" in summary[-1]["text"]
+    moved = phone.tap("Confirm")
+    assert [m["kind"] for m in moved] == ["text", "document"]
+    [after] = appointments(rt)
+    assert after.id == appt.id and after.version == 2 and after.starts_at != appt.starts_at
+
+    phone.say("menu")
+    phone.tap("My appointments")
+    ask = phone.tap("Cancel appointment")
+    assert titles(ask[-1]) == ["Yes, cancel it", "No, keep it"]
+    assert appointments(rt)[0].status == "confirmed"  # asked once more first
+    phone.tap("Yes, cancel it")
+    assert appointments(rt)[0].status == "cancelled"
+
+
+def test_a_stale_list_tap_is_explained_and_never_books(live):
+    phone = Phone(live)
+    phone.say("hi")
+    phone.tap("Book")
+    day_list = phone.interactive()
+    phone.tap(1)
+    time_list = phone.interactive()
+    phone.say("menu")
+    out = phone.tap(1, time_list)  # the old time list, after the menu replaced it
+    assert "earlier message" in out[0]["text"]
+    assert titles(out[-1]) == MENU
+    out = phone.tap(2, day_list)
+    assert "earlier message" in out[0]["text"]
+    assert appointments(live.runtime) == []
+    assert patient_row(live.runtime).state == "menu"
+
+
+def test_a_reminder_tap_on_a_moved_appointment_is_stale(live):
+    rt = live.runtime
+    phone = Phone(live)
+    phone.say("hi")
+    book_first_slot(phone)
+    [appt] = appointments(rt)
+    phone.say("menu")
+    phone.tap("My appointments")
+    old_actions = phone.interactive()
+    phone.tap("Reschedule")
+    phone.tap(2)
+    phone.tap(1)
+    phone.tap("Confirm")
+    out = phone.tap("Cancel appointment", old_actions)  # version 1's button
+    assert "has changed" in out[0]["text"]
+    assert appointments(rt)[0].status == "booked"
+
+
+@pytest.fixture
+def api(live):
+    with live.runtime.db.transaction() as s:
+        token = create_token(s, "reception", live.runtime.clock())
+    live.http.headers["Authorization"] = f"Bearer {token}"
+    return live
+
+
+def test_handoff_silences_the_bot_until_reception_resolves_it(api):
+    live = api
+    phone = Phone(live)
+    phone.say("hi")
+    out = phone.tap("Talk to reception")
+    assert "reception team will reply" in out[-1]["text"]
+    assert phone.say("hello? I need to change my time") == []
+
+    url = f"{live.base_url}/api/v1/patients/+{PHONE}"
+    r = live.http.post(f"{url}/messages", json={"text": "Hi Ana, Maria here. Which day?"})
+    assert r.status_code == 202, r.text
+    assert r.json()["patient"]["handoff"] is True
+    live.wait_for(lambda: any("Maria" in m["text"] for m in live.outgoing(PHONE)))
+    phone.arrived()
+    assert phone.say("Friday please") == []
+
+    r = live.http.post(f"{url}/handoff/resolve")
+    assert r.status_code == 200 and r.json()["resolved"] is True
+    live.wait_for(lambda: any("closed" in m["text"] for m in live.outgoing(PHONE)))
+    phone.arrived()
+    assert titles(phone.say("hi")[-1]) == MENU
+    assert live.http.get(url).json()["handoff"] is False
+
+
+def test_staff_message_api_refuses_bad_input(api):
+    live = api
+    base = f"{live.base_url}/api/v1/patients"
+    assert live.http.post(f"{base}/+4915100000000/messages", json={"text": "x"}).status_code == 404
+    assert live.http.post(f"{base}/abc/messages", json={"text": "x"}).status_code == 400
+    Phone(live).say("hi")
+    assert live.http.post(f"{base}/{PHONE}/messages", json={"text": " "}).status_code == 400
+    assert live.http.post(f"{base}/{PHONE}/messages", json=["x"]).status_code == 400
+    r = live.http.post(f"{base}/{PHONE}/handoff/resolve")
+    assert r.status_code == 200 and r.json()["resolved"] is False
+    live.http.headers.pop("Authorization")
+    assert live.http.post(f"{base}/{PHONE}/messages", json={"text": "x"}).status_code == 401
+
+
+def test_off_script_messages_get_an_answer_and_escalate_over_http(live):
+    phone = Phone(live)
+    phone.say("hi")
+    phone.tap("Book")
+    first = phone.act(media="voice")
+    assert "voice" in first[0]["text"] and first[-1]["list"]
+    second = phone.act(location={})
+    assert titles(second[-1]) == ["Main menu", "Talk to reception"]
+    third = phone.act(media="sticker")
+    assert "reception" in third[-1]["text"]
+    assert patient_row(live.runtime).handoff_since is not None
