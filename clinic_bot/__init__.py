@@ -34,10 +34,12 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     from .api import bp as api_bp
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
+    from .staff import bp as staff_bp
 
     app.register_blueprint(inbox_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(staff_bp)
     if runtime.settings.sandbox:
         from .whapi.sandbox import bp as sandbox_bp
 
