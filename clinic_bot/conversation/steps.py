@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from .. import availability, booking
 from ..models import Appointment
 from ..models.appointments import ACTIVE_STATUSES
-from ..whapi.bodies import BUTTON_TITLE, MAX_BUTTONS, MAX_LIST_ROWS, shorten
+from ..whapi.bodies import BUTTON_TITLE, MAX_BUTTONS, MAX_LIST_ROWS, ROW_TITLE, shorten
 from . import ids, render
 from .table import next_state
 from .turn import Option, Turn
@@ -122,7 +122,11 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
         no_times(turn)
         return
     options = [
-        Option(s.id, s.name, turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60)))
+        Option(
+            s.id,
+            s.name,
+            _full_if_cut(s.name, turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60))),
+        )
         for s in services[:MAX_LIST_ROWS]
     ]
     turn.prompt(
@@ -133,6 +137,12 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
         label=turn.t("conv_service_label"),
         section=turn.t("conv_service_section"),
     )
+
+
+def _full_if_cut(name: str, extra: str = "") -> str:
+    """A row description: the full name when the title had to be shortened, then `extra`."""
+    parts = [name] if len(" ".join(name.split())) > ROW_TITLE else []
+    return " · ".join([*parts, extra] if extra else parts)
 
 
 def choose_service(turn: Turn, value: str) -> None:
@@ -152,7 +162,7 @@ def enter_practitioner(turn: Turn, again: bool = False, **_) -> None:
         no_times(turn)
         return
     options = [Option("any", turn.t("conv_any_practitioner"), turn.t("conv_any_description"))]
-    options += [Option(p.id, p.name) for p in people[: MAX_LIST_ROWS - 1]]
+    options += [Option(p.id, p.name, _full_if_cut(p.name)) for p in people[: MAX_LIST_ROWS - 1]]
     turn.prompt(
         "practitioner",
         "list",

@@ -1,0 +1,327 @@
+"""The conversation machine without HTTP: its table, tap ids, typed answers, edge cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clinic_bot.conversation import ids, steps, words
+from clinic_bot.conversation.table import RESTING, STATES, TRANSITIONS, describe, next_state
+from clinic_bot.profile import parse_profile
+from clinic_bot.whapi import bodies
+from tests.booking_support import EXAMPLE, make_profile
+from tests.conversations.chat import Chat
+
+START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+LONG_NAME = "Dr. Ortiz-Fernández de la Vega y Montes"
+LONG_SERVICE = "Comprehensive cardiovascular assessment with ECG"
+
+
+@pytest.fixture
+def chat(runtime, clock):
+    clock.set(START)
+    return Chat(runtime)
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def test_every_transition_leads_to_a_known_state():
+    for state, row in TRANSITIONS.items():
+        for event, target in row.items():
+            assert target in STATES, f"{state} --{event}--> {target}"
+
+
+def test_every_state_that_asks_has_code_to_enter_and_to_answer_it():
+    for state in STATES:
+        if state in RESTING:
+            continue
+        assert state in steps.ENTER, state
+        if state != "handoff":
+            assert state in steps.CHOOSE or state in steps.ANSWER_TEXT, state
+
+
+def test_every_target_of_the_table_can_be_entered_or_rests():
+    targets = {t for row in TRANSITIONS.values() for t in row.values()}
+    for target in targets:
+        assert target in steps.ENTER or target in RESTING, target
+
+
+def test_the_table_prints_one_line_per_transition():
+    text = describe()
+    assert "menu            --book--> service" in text
+    assert "summary         --taken--> time" in text
+    count = sum(len(row) for row in TRANSITIONS.values())
+    assert len([line for line in text.splitlines() if "(any prompt)" not in line]) == count
+
+
+def test_booking_follows_the_path_of_the_issue():
+    path, state = [], "menu"
+    for event in ("book", "skip", "skip", "picked", "picked", "skip", "skip", "confirm"):
+        state = next_state(state, event)
+        path.append(state)
+    assert path == ["service", "practitioner", "day", "time", "name", "intake", "summary", "booked"]
+
+
+def test_an_unknown_transition_is_an_error_not_a_guess():
+    with pytest.raises(KeyError):
+        next_state("day", "confirm")
+
+
+# ---------------------------------------------------------------------------- tap ids
+
+
+def test_tap_ids_round_trip():
+    assert ids.parse(ids.choice_id(7, "2026-12-01")) == ids.ChoiceTap(7, "2026-12-01")
+    assert ids.parse(ids.choice_id(3, "1795515300@dr-lee")) == ids.ChoiceTap(3, "1795515300@dr-lee")
+    assert ids.parse(ids.appt_id(12, 3, "cancel")) == ids.ApptTap(12, 3, "cancel")
+    assert ids.parse(ids.command_id("reception")) == ids.CommandTap("reception")
+    assert ids.parse("menu:book") == ids.CommandTap("book")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        None,
+        "c::x",
+        "c:1:",
+        "c:x:1",
+        "appt:1:1:delete",
+        "appt:a:1:cancel",
+        "cmd:drop",
+        "appt:1:1:cancel:extra",
+        "c:1:" + "x" * 300,
+        "ListV3:c:1:x",
+        "menu:",
+    ],
+)
+def test_tap_ids_we_never_send_are_refused(raw):
+    assert ids.parse(raw) is None
+
+
+@given(st.text(max_size=300))
+def test_any_tap_id_parses_or_is_refused_without_error(raw):
+    result = ids.parse(raw)
+    assert result is None or isinstance(result, ids.ChoiceTap | ids.ApptTap | ids.CommandTap)
+
+
+def test_an_unknown_appointment_action_cannot_be_built():
+    with pytest.raises(ValueError):
+        ids.appt_id(1, 1, "delete")
+
+
+# ---------------------------------------------------------------------------- typed answers
+
+
+OPTIONS = [["routine", "Routine check"], ["symptoms", "Síntomas nuevos"], ["t", "09:15", "9:15"]]
+
+
+@pytest.mark.parametrize(
+    "typed, value",
+    [
+        ("1", "routine"),
+        ("2.", "symptoms"),
+        ("#3", "t"),
+        ("no. 1", "routine"),
+        ("ROUTINE CHECK", "routine"),
+        ("sintomas nuevos", "symptoms"),
+        ("Síntomas  Nuevos!", "symptoms"),
+        ("9:15", "t"),
+        ("09:15", "t"),
+        ("4", None),
+        ("0", None),
+        ("routine", None),
+        ("", None),
+    ],
+)
+def test_typed_answers_match_by_number_or_title_ignoring_case_and_accents(typed, value):
+    assert words.match_option(typed, OPTIONS) == value
+
+
+@pytest.mark.parametrize(
+    "typed, word",
+    [
+        ("MENU", "menu"),
+        ("menú", "menu"),
+        ("Back", "back"),
+        ("atrás", "back"),
+        ("cancelar", "cancel"),
+        ("help", "help"),
+        ("Ayuda?", "help"),
+        ("idioma", "language"),
+        ("Recepción", "reception"),
+        ("hola", "greeting"),
+        ("??", None),
+        ("book me in", None),
+    ],
+)
+def test_global_words_are_understood_in_english_and_spanish(typed, word):
+    assert words.global_word(typed) == word
+
+
+# ---------------------------------------------------------------------------- behaviour
+
+
+def test_a_single_service_and_practitioner_are_skipped_not_asked(chat):
+    chat.text("hi")
+    [days] = chat.choose("Book")
+    assert days.kind == "list" and chat.patient().state == "day"
+
+
+def test_with_two_practitioners_any_is_offered_first_and_slots_name_who(runtime, clock):
+    data = dict(EXAMPLE)
+    data["practitioners"] = [
+        {"id": "dr-lee", "name": "Dr. Lee", "hours": {"tue": ["09:00-17:00"]}},
+        {
+            "id": "dr-ortiz",
+            "name": LONG_NAME,
+            "hours": {"tue": ["09:00-17:00"]},
+        },
+    ]
+    runtime.profile = parse_profile(data)
+    clock.set(START)
+    chat = Chat(runtime)
+    chat.text("hi")
+    [who] = chat.choose("Book")
+    assert who.titles[0] == "Anyone available" and len(who.titles) == 3
+    assert all(len(t) <= bodies.ROW_TITLE for t in who.titles)
+    assert who.titles[2].endswith("…")
+    chat.choose("Anyone available")
+    [times] = chat.choose(1)
+    assert times.body["action"]["list"]["sections"][0]["rows"][0]["description"] == "Dr. Lee"
+
+
+def test_a_long_service_name_is_shortened_to_fit_a_list_row(runtime, clock):
+    runtime.profile = make_profile(
+        services=[
+            {
+                "id": "a",
+                "name": LONG_SERVICE,
+                "duration": "30m",
+            },
+            {"id": "checkup", "name": "General check-up", "duration": "20m"},
+        ],
+        practitioners=[{"id": "dr-lee", "name": "Dr. Lee", "hours": {"tue": ["09:00-17:00"]}}],
+    )
+    clock.set(START)
+    chat = Chat(runtime)
+    chat.text("hi")
+    [services] = chat.choose("Book")
+    assert services.titles[0] == "Comprehensive…"
+    row = services.body["action"]["list"]["sections"][0]["rows"][0]
+    assert row["description"] == f"{LONG_SERVICE} · 30 min"  # the full name where it fits
+    assert services.titles[1] == "General check-up"
+
+
+def test_a_prompt_tap_is_only_valid_while_its_prompt_is_current(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    days = chat.last_interactive()
+    chat.choose(1)
+    before = chat.patient().state_data.get("slot")
+    out = chat.choose(2, days)
+    assert "earlier message" in out[0].text
+    assert chat.patient().state == "time" and before is None
+
+
+def test_a_value_not_offered_on_the_current_prompt_is_refused(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    seq = chat.patient().prompt_seq
+    out = chat.pick_id(f"c:{seq}:2026-12-25")  # a closure day, never offered
+    assert "earlier message" in out[0].text
+    assert chat.patient().state_data.get("day") is None
+
+
+def test_a_repeated_prompt_keeps_its_ids_so_the_first_copy_still_works(chat):
+    chat.text("hi")
+    [days] = chat.choose("Book")
+    repeat = chat.media("voice")[-1]
+    assert repeat.choices == days.choices
+    chat.choose(1, days)
+    assert chat.patient().state == "time"
+
+
+def test_the_second_miss_is_a_different_reply_and_the_third_hands_over(chat):
+    chat.text("hi")
+    first = chat.text("??")
+    second = chat.text("??")
+    third = chat.text("??")
+    assert first[0].text != second[0].text != third[0].text
+    assert second[-1].titles == ["Main menu", "Talk to reception"]
+    assert chat.patient().handoff_since is not None
+    assert chat.text("??") == []
+
+
+def test_an_understood_answer_resets_the_miss_count(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    chat.text("??")
+    chat.choose(1)
+    out = chat.text("??")
+    assert out[-1].kind == "list" and chat.patient().state_data["misses"] == 1
+
+
+def test_idle_reset_starts_at_the_menu_but_a_reminder_tap_still_works(runtime, clock):
+    from tests.conversations.script import Runner
+
+    script = {"name": "idle", "setup": {"name": "Ana", "appointments": [2]}, "steps": []}
+    runner = Runner(runtime, clock, script)
+    runner.run()
+    chat = runner.chat
+    chat.text("hi")
+    chat.choose("Book")
+    clock.advance(hours=3)
+    appt = runner.appointments()[0]
+    out = chat.tap_id(f"appt:{appt.id}:{appt.version}:confirm")
+    assert "confirmed" in out[0].text
+    assert runner.appointments()[0].status == "confirmed"
+
+
+def test_another_patients_appointment_cannot_be_touched(runtime, clock):
+    from tests.conversations.script import Runner
+
+    owner = Runner(runtime, clock, {"name": "o", "setup": {"appointments": [2]}, "steps": []})
+    owner.run()
+    appt = owner.appointments()[0]
+    stranger = Chat(runtime, phone="4915100000001")
+    out = stranger.tap_id(f"appt:{appt.id}:{appt.version}:cancel")
+    assert "no longer active" in out[0].text
+    out = stranger.tap_id(f"appt:{appt.id}:{appt.version}:confirm")
+    assert owner.appointments()[0].status == "booked"
+
+
+def test_name_and_intake_are_stored_on_the_patient_and_not_asked_again(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    chat.choose(1)
+    chat.choose(1)
+    chat.text("  Ana   Lopez ")
+    chat.choose("New symptoms")
+    chat.choose("Cancel")
+    p = chat.patient()
+    assert p.name == "Ana Lopez" and p.intake == {"reason": "symptoms"}
+    chat.choose("Book")
+    chat.choose(1)
+    [summary] = chat.choose(1)
+    assert summary.titles == ["Confirm", "Change", "Cancel"]
+
+
+def test_every_text_key_the_conversation_uses_exists_in_english_and_spanish(runtime):
+    import re
+    from pathlib import Path
+
+    import clinic_bot.conversation as pkg
+
+    source = "\n".join(p.read_text() for p in Path(pkg.__file__).parent.glob("*.py"))
+    keys = set(re.findall(r'"(conv_[a-z_]+)"', source)) - {"conv_offscript_", "conv_appt_"}
+    keys |= {f"conv_offscript_{k}" for k in ("text", "voice", "media", "location", "other")}
+    keys |= {f"conv_appt_{a}" for a in ("confirm", "reschedule", "cancel")}
+    for lang in ("en", "es"):
+        table = EXAMPLE["texts"][lang]
+        missing = sorted(k for k in keys if k not in table)
+        assert not missing, (lang, missing)
