@@ -12,4 +12,7 @@ def wire() -> None:
         return
     _wired = True
     # Each area adds one line here: `from . import <area>` with a noqa for F401.
-    from . import reminders  # noqa: F401
+    from . import (
+        broadcasts,  # noqa: F401
+        reminders,  # noqa: F401
+    )

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=True),
         sa.Column("created_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resumed_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
