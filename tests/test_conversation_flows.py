@@ -269,6 +269,12 @@ def test_handoff_silences_the_bot_until_reception_resolves_it(api):
     assert live.http.get(url).json()["handoff"] is False
 
 
+def test_the_handoff_routes_are_in_the_openapi_document(api):
+    paths = api.http.get(f"{api.base_url}/api/v1/openapi.json").json()["paths"]
+    assert "post" in paths["/patients/{phone}/messages"]
+    assert "post" in paths["/patients/{phone}/handoff/resolve"]
+
+
 def test_staff_message_api_refuses_bad_input(api):
     live = api
     base = f"{live.base_url}/api/v1/patients"

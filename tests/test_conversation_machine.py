@@ -325,3 +325,43 @@ def test_every_text_key_the_conversation_uses_exists_in_english_and_spanish(runt
         table = EXAMPLE["texts"][lang]
         missing = sorted(k for k in keys if k not in table)
         assert not missing, (lang, missing)
+
+
+def test_a_book_again_button_from_another_area_starts_booking_at_once(chat):
+    from clinic_bot.conversation import MENU_BOOK
+
+    [days] = chat.tap_id(MENU_BOOK, "Book again")
+    assert days.kind == "list" and chat.patient().state == "day"
+    assert chat.text("back")[-1].titles == ["Book", "My appointments", "Talk to reception"]
+
+
+def test_two_patients_confirming_the_same_slot_at_once_book_it_once(runtime, clock):
+    import threading
+
+    clock.set(START)
+    chats = [Chat(runtime, phone=f"49151000000{i}") for i in (1, 2)]
+    for c in chats:
+        c.text("hi")
+        c.choose("Book")
+        c.choose(1)
+        c.choose("11:00")
+        c.text("Ana")
+        c.choose("Routine check")
+    assert [c.patient().state for c in chats] == ["summary", "summary"]
+    barrier = threading.Barrier(2)
+    replies: dict[int, list] = {}
+
+    def confirm(i):
+        barrier.wait()
+        replies[i] = chats[i].choose("Confirm")
+
+    threads = [threading.Thread(target=confirm, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    states = sorted(c.patient().state for c in chats)
+    assert states == ["booked", "time"]
+    loser = next(i for i in (0, 1) if chats[i].patient().state == "time")
+    assert "someone has just taken" in replies[loser][0].text
+    assert "11:00" not in replies[loser][-1].titles  # offered the next free ones

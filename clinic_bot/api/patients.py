@@ -11,6 +11,7 @@ from ..phones import InvalidPhone, normalize_phone
 from ..whapi.bodies import TEXT_BODY
 from . import bp
 from .auth import api_error
+from .openapi import document, error_response
 
 
 def patient_json(p: Patient) -> dict:
@@ -92,3 +93,67 @@ def resolve_handoff(phone: str):
         resolved = handoff.resolve(s, runtime.profile, p, runtime.clock())
         result = patient_json(p)
     return jsonify(resolved=resolved, patient=result), 200
+
+
+_PHONE = [
+    {
+        "in": "path",
+        "name": "phone",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "+4915112345678, 4915112345678 or 4915112345678@s.whatsapp.net",
+    }
+]
+_PATIENT_REPLY = {
+    "type": "object",
+    "properties": {"patient": {"type": "object"}},
+}
+document(
+    "/patients/{phone}/messages",
+    {
+        "post": {
+            "summary": "Reception writes to the patient; the bot stays silent until resolved",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["text"],
+                            "properties": {"text": {"type": "string", "maxLength": TEXT_BODY}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "queued for sending",
+                    "content": {"application/json": {"schema": _PATIENT_REPLY}},
+                },
+                "400": error_response("invalid phone or empty text"),
+                "401": error_response("missing or unknown token"),
+                "404": error_response("no such patient"),
+                "409": error_response("the patient has opted out"),
+            },
+        }
+    },
+    parameters=_PHONE,
+)
+document(
+    "/patients/{phone}/handoff/resolve",
+    {
+        "post": {
+            "summary": "Hand the chat back to the bot (the patient is told)",
+            "responses": {
+                "200": {
+                    "description": "resolved is false when there was no handoff",
+                    "content": {"application/json": {"schema": _PATIENT_REPLY}},
+                },
+                "400": error_response("invalid phone"),
+                "401": error_response("missing or unknown token"),
+                "404": error_response("no such patient"),
+            },
+        }
+    },
+    parameters=_PHONE,
+)

@@ -129,11 +129,12 @@ def _command(turn: Turn, command: str) -> str:
     if command == "reception":
         steps.enter_handoff(turn)
         return "handoff"
-    steps.enter_menu(turn)
     if command in ("book", "appointments"):
-        # Straight on from the menu, as if its button had been tapped.
+        # Straight on, as if the menu's button had been tapped ("Book again" after a visit).
+        turn.state, turn.data = "menu", {"stack": []}
         steps.choose_menu(turn, command)
         return f"menu: {command}"
+    steps.enter_menu(turn)
     return "menu"
 
 
