@@ -4,6 +4,8 @@
 
 (() => {
   const POLL_MS = 700;
+  const EAGER_POLL_MS = 150; // right after the patient acts, the clinic's answer is due soon
+  const EAGER_FOR_MS = 3000;
   const DEFAULT_PHONE = "4915100000001"; // +49 151 00000001
   const STORE_PHONES = "clinic_bot.sandbox.phones";
   const STORE_CURRENT = "clinic_bot.sandbox.current";
@@ -36,6 +38,7 @@
     lastId: 0,
     generation: 0, // bumped on every patient switch, so late answers for the old chat are dropped
     timer: null,
+    eagerUntil: 0,
     rendered: new Map(), // transcript id -> {item, tick element}
   };
 
@@ -347,7 +350,9 @@
     } catch {
       // the server may be restarting: keep polling
     } finally {
-      if (generation === state.generation) schedule(POLL_MS);
+      if (generation === state.generation) {
+        schedule(performance.now() < state.eagerUntil ? EAGER_POLL_MS : POLL_MS);
+      }
     }
   }
 
@@ -371,6 +376,7 @@
       return false;
     }
     showError("send-error", "");
+    state.eagerUntil = performance.now() + EAGER_FOR_MS;
     if (phone === state.current) poll(); // show the patient's own message at once
     return true;
   }
