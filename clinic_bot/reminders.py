@@ -239,6 +239,8 @@ def send_due(runtime) -> int:
                         log.exception("reminder %s failed; its lease will bring it back", row_id)
         total += len(ids)
         if len(ids) < BATCH:
+            if total:
+                log.info("reminder tick: %d rows handled", total)
             return total
 
 
