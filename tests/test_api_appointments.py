@@ -157,6 +157,7 @@ def test_listing_filters_by_range_status_and_patient(api):
         return [a["id"] for a in r.json()["items"]]
 
     assert listed() == ids
+    assert listed(start="", end="", status="", patient_phone="") == ids
     assert listed(start="2026-12-02T00:00:00+01:00") == ids[1:]
     assert listed(end="2026-12-02T08:00:00Z") == ids[:1]
     assert listed(start="2026-12-02", end="2026-12-03") == ids[1:2]

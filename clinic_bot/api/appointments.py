@@ -155,7 +155,9 @@ def list_appointments():
     """Appointments by start range, status and patient, soonest first."""
     runtime = current_app.extensions["clinic_bot"]
     try:
-        q = AppointmentQuerySchema().load(request.args.to_dict(), unknown=EXCLUDE)
+        # An empty filter (`?start=&status=`) means no filter.
+        args = {k: v for k, v in request.args.items() if v.strip()}
+        q = AppointmentQuerySchema().load(args, unknown=EXCLUDE)
     except ValidationError as exc:
         return _invalid(exc)
     stmt = select(Appointment).order_by(Appointment.starts_at, Appointment.id)
