@@ -365,3 +365,17 @@ def test_two_patients_confirming_the_same_slot_at_once_book_it_once(runtime, clo
     loser = next(i for i in (0, 1) if chats[i].patient().state == "time")
     assert "someone has just taken" in replies[loser][0].text
     assert "11:00" not in replies[loser][-1].titles  # offered the next free ones
+
+
+def test_a_language_the_profile_has_no_texts_for_is_not_switched_to(runtime, clock):
+    data = {k: v for k, v in EXAMPLE.items() if k != "texts"}
+    data["texts"] = {"en": {}}
+    profile = parse_profile(data)
+    profile.texts.pop("es", None)  # a clinic that ships English only
+    runtime.profile = profile
+    clock.set(START)
+    chat = Chat(runtime)
+    chat.text("hi")
+    out = chat.text("español")
+    assert chat.patient().language is None
+    assert "did not understand" in out[0].text

@@ -144,6 +144,8 @@ def _command(turn: Turn, command: str) -> str:
 def _text(turn: Turn, text: str) -> str:
     word = words.global_word(text)
     named = None if turn.expects_text else words.language_named(text)
+    if named not in turn.profile.languages:
+        named = None
     if word == "help":
         turn.say("conv_help")
         steps.repeat_or_menu(turn)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from ..whapi.bodies import Button, Row
 from . import ids
 
+MAX_STACK = 30  # prompts remembered for "back"; paging can only add a few per flow
+
 
 @dataclass
 class Option:
@@ -104,7 +106,7 @@ class Turn:
         if push:
             stack = list(self.data.get("stack", []))
             stack.append([state, arg])
-            self.data["stack"] = stack
+            self.data["stack"] = stack[-MAX_STACK:]
         self.send_prompt()
 
     def send_prompt(self) -> None:
