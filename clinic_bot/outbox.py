@@ -13,7 +13,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from .db import Database, claim, insert_ignore
@@ -234,8 +234,31 @@ class Relay:
         self.batch = batch
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="relay")
 
+    def park_abandoned(self, now: datetime) -> int:
+        """Sends whose worker died mid-flight may have gone out: wait for their echo first.
+
+        Such a row is as uncertain as a timed-out send. It goes back to pending for one lease,
+        long enough for Whapi's `from_me` echo to settle it (see `match_echo`); only a row no
+        echo claimed is sent again.
+        """
+        with self.db.transaction() as s:
+            result = s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.status == "sending", OutboxMessage.locked_until < now)
+                .values(
+                    status="pending",
+                    uncertain_since=func.coalesce(OutboxMessage.uncertain_since, now),
+                    next_attempt_at=now + self.lease,
+                    last_error="the worker stopped while sending it; waiting for its echo",
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return result.rowcount or 0
+
     def run_once(self) -> int:
         """Claim one batch and send it; returns how many rows were claimed."""
+        if self.park_abandoned(self.clock()):
+            log.warning("sends abandoned by a stopped worker wait for their echo before a retry")
         ids = claim(
             self.db,
             OutboxMessage,

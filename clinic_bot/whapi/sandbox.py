@@ -114,14 +114,17 @@ class _Callbacks:
                 q = self.queues[url] = queue.Queue()
                 name = f"sandbox-cb-{len(self.queues)}"
                 threading.Thread(target=self._run, args=(q,), name=name, daemon=True).start()
-        q.put((url, secret, payload, delay, on_ok))
+        # A delay counts from now, not from the previous callback: a burst of sends must not
+        # pile their status delays up and hold back later echoes (Whapi echoes at once).
+        q.put((url, secret, payload, time.monotonic() + delay, on_ok))
 
     def _run(self, q: queue.Queue) -> None:
         http = requests.Session()  # one per thread: Session is not thread-safe
         while True:
-            url, secret, payload, delay, on_ok = q.get()
-            if delay:
-                time.sleep(delay)
+            url, secret, payload, due, on_ok = q.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             for attempt in range(5):  # like Whapi, retry until acknowledged with 200
                 try:
                     resp = http.post(
