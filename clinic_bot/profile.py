@@ -27,11 +27,34 @@ class ProfileError(ValueError):
         self.problem = problem
 
 
-def parse_duration(value: str, key: str = "duration") -> timedelta:
-    """Parse "90s", "15m", "2h" or "1d" into a timedelta."""
+def parse_duration(value: str, key: str = "duration", *, positive: bool = False) -> timedelta:
+    """Parse "90s", "15m", "2h" or "1d" into a timedelta (more than zero when `positive`)."""
     if not isinstance(value, str) or not (m := _DURATION.match(value)):
         raise ProfileError(key, f"{value!r} is not a duration like '90s', '15m', '2h' or '1d'")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    duration = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    if positive and not duration:
+        raise ProfileError(key, f"{value!r} must be more than zero")
+    return duration
+
+
+def _table(data: dict, name: str) -> dict:
+    """An optional top-level table; present but not a table is an error naming it."""
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProfileError(name, f"must be a table ([{name}]), not {type(value).__name__}")
+    return value
+
+
+def _whole(value, key: str, low: int, high: int | None = None) -> int:
+    """A whole number in range; TOML booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(key, f"{value!r} is not a whole number")
+    if value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ProfileError(key, f"must be a whole number {span}")
+    return value
 
 
 def _clock(value: str, key: str) -> time:
@@ -240,7 +263,7 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
     language = clinic.get("language", "en")
 
     texts = {lang: dict(table) for lang, table in _default_texts().items()}
-    for lang, table in (data.get("texts") or {}).items():
+    for lang, table in _table(data, "texts").items():
         if not isinstance(table, dict):
             raise ProfileError(f"texts.{lang}", "must be a table of key = text")
         texts.setdefault(lang, {}).update({k: str(v) for k, v in table.items()})
@@ -251,14 +274,17 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         for k, v in base.items():
             table.setdefault(k, v)
 
-    rem = data.get("reminders") or {}
+    rem = _table(data, "reminders")
+    raw_offsets = rem.get("offsets", ["24h", "2h"])
+    if not isinstance(raw_offsets, list):
+        raise ProfileError("reminders.offsets", 'must be a list like ["24h", "2h"]')
     offsets = []
-    for i, raw in enumerate(rem.get("offsets", ["24h", "2h"])):
-        offsets.append((raw, parse_duration(raw, f"reminders.offsets[{i}]")))
+    for i, raw in enumerate(raw_offsets):
+        offsets.append((raw, parse_duration(raw, f"reminders.offsets[{i}]", positive=True)))
     if len({label for label, _ in offsets}) != len(offsets):
         raise ProfileError("reminders.offsets", "has the same offset twice")
 
-    bc = data.get("broadcasts") or {}
+    bc = _table(data, "broadcasts")
     quiet = bc.get("quiet_hours", ["21:00", "08:00"])
     if quiet and (not isinstance(quiet, list) or len(quiet) != 2):
         raise ProfileError("broadcasts.quiet_hours", "must be [start, end] or []")
@@ -267,14 +293,10 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         if quiet
         else None
     )
-    daily_cap = bc.get("daily_cap", 1000)
-    if not isinstance(daily_cap, int) or daily_cap < 1:
-        raise ProfileError("broadcasts.daily_cap", "must be a whole number of at least 1")
+    daily_cap = _whole(bc.get("daily_cap", 1000), "broadcasts.daily_cap", 1)
 
-    bk = data.get("booking") or {}
-    horizon = bk.get("horizon_days", 30)
-    if not isinstance(horizon, int) or not 1 <= horizon <= 365:
-        raise ProfileError("booking.horizon_days", "must be a whole number from 1 to 365")
+    bk = _table(data, "booking")
+    horizon = _whole(bk.get("horizon_days", 30), "booking.horizon_days", 1, 365)
 
     services = []
     for i, s in enumerate(data.get("services") or []):
@@ -284,7 +306,7 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         sid = _require(s, "id", key)
         if any(x.id == sid for x in services):
             raise ProfileError(f"{key}.id", f"duplicate service id {sid!r}")
-        duration = parse_duration(_require(s, "duration", key), f"{key}.duration")
+        duration = parse_duration(_require(s, "duration", key), f"{key}.duration", positive=True)
         services.append(Service(id=sid, name=_require(s, "name", key), duration=duration))
     if not services:
         raise ProfileError("services", "at least one [[services]] entry is required")
@@ -298,6 +320,8 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         if pid == "any" or any(x.id == pid for x in practitioners):
             raise ProfileError(f"{key}.id", f"{pid!r} is reserved or used twice")
         offered = p.get("services", [s.id for s in services])
+        if not isinstance(offered, list):
+            raise ProfileError(f"{key}.services", 'must be a list of service ids like ["checkup"]')
         for sid in offered:
             if not any(s.id == sid for s in services):
                 raise ProfileError(f"{key}.services", f"unknown service {sid!r}")
@@ -334,14 +358,17 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         broadcast_jitter=parse_duration(bc.get("jitter", "2s"), "broadcasts.jitter"),
         broadcast_daily_cap=daily_cap,
         quiet_hours=quiet_hours,
-        slot_step=parse_duration(bk.get("slot_step", "15m"), "booking.slot_step"),
+        slot_step=parse_duration(bk.get("slot_step", "15m"), "booking.slot_step", positive=True),
         horizon_days=horizon,
         min_notice=parse_duration(bk.get("min_notice", "2h"), "booking.min_notice"),
         idle_reset=parse_duration(bk.get("idle_reset", "30m"), "booking.idle_reset"),
         handoff_idle=parse_duration(bk.get("handoff_idle", "24h"), "booking.handoff_idle"),
         notify_on_staff_booking=bool(bk.get("notify_patient_on_staff_booking", True)),
         # The example profile writes closures inside [booking]; a top-level key also works.
-        closures=_closures(data.get("closures", bk.get("closures", [])), "closures"),
+        closures=_closures(
+            data["closures"] if "closures" in data else bk.get("closures", []),
+            "closures" if "closures" in data else "booking.closures",
+        ),
         services=services,
         practitioners=practitioners,
         intake=_intake(data.get("intake"), list(texts)),
