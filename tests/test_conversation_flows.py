@@ -11,12 +11,12 @@ from datetime import UTC
 
 import icalendar
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from clinic_bot import availability
 from clinic_bot.api.auth import create_token
 from clinic_bot.conversation import render
-from clinic_bot.models import Appointment, Patient
+from clinic_bot.models import Appointment, InboxEvent, OutboxMessage, Patient
 
 PHONE = "4915112345678"
 MENU = ["Book", "My appointments", "Talk to reception"]
@@ -30,9 +30,21 @@ class Phone:
         self.history: list[dict] = []
 
     def act(self, **action) -> list[dict]:
-        self.live.patient(self.phone, **action)
-        self.live.settle(quiet=0.3)
+        sent = self.live.patient(self.phone, **action)
+        self.live.wait_for(lambda: self.answered(sent["message_id"]))
         return self.arrived()
+
+    def answered(self, message_id: str) -> bool:
+        """The patient's message is handled and every reply it queued has been sent."""
+        rt = self.live.runtime
+        with rt.db.Session() as s:
+            handled = s.execute(
+                select(InboxEvent.status).where(InboxEvent.dedupe_key == f"msg:{message_id}")
+            ).scalar() in ("done", "ignored", "dead")
+            unsent = s.execute(
+                select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+            ).scalar()
+        return handled and not unsent
 
     def arrived(self) -> list[dict]:
         out = [m for m in self.live.outgoing(self.phone) if m["id"] > self.seen]
