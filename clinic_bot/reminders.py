@@ -221,6 +221,8 @@ def send_due(runtime) -> int:
     total = 0
     while True:
         now = runtime.clock()
+        if not _anything_due(runtime.db, now):
+            break
         ids = claim(
             runtime.db,
             Reminder,
@@ -230,37 +232,97 @@ def send_due(runtime) -> int:
             order_by=[Reminder.due_at, Reminder.id],
         )
         if ids:
-            with runtime.db.transaction() as s:
-                for row_id in ids:
-                    try:
-                        with s.begin_nested():
-                            _fire(s, runtime.profile, row_id, now)
-                    except Exception:  # one bad row must not hold up the others
-                        log.exception("reminder %s failed; its lease will bring it back", row_id)
+            _fire_claimed(runtime, ids, now)
         total += len(ids)
         if len(ids) < BATCH:
-            if total:
-                log.info("reminder tick: %d rows handled", total)
-            return total
+            break
+    if total:
+        log.info("reminder tick: %d rows handled", total)
+    return total
 
 
-def _fire(s: Session, profile: Profile, row_id: int, now: datetime) -> None:
-    appt_id = s.execute(select(Reminder.appointment_id).where(Reminder.id == row_id)).scalar()
-    # Lock the appointment first: a move or cancel committing meanwhile is then seen below.
-    appt = s.execute(
-        select(Appointment)
-        .where(Appointment.id == appt_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-    row = s.get(Reminder, row_id, populate_existing=True)
-    if row is None or row.status != "processing":
+def _anything_due(db, now: datetime) -> bool:
+    """A cheap look first, each half a plain range on the (status, due_at) index.
+
+    The claim's OR of "due" and "lease run out" can make a planner with table statistics
+    (SQLite after ANALYZE) scan the table; an idle tick must cost next to nothing.
+    """
+    with db.Session() as s:
+        due = select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
+        stale = select(Reminder.id).where(
+            Reminder.status == "processing", Reminder.locked_until < now
+        )
+        return any(s.execute(q.limit(1)).first() for q in (due, stale))
+
+
+def _fire_claimed(runtime, ids: list[int], now: datetime) -> None:
+    """Send a claimed batch in one transaction; if it fails, row by row, so one bad row
+    cannot hold up the others (its lease brings it back, and MAX_ATTEMPTS ends it)."""
+    try:
+        with runtime.db.transaction() as s:
+            _fire(s, runtime.profile, ids, now)
+        return
+    except Exception:
+        log.exception("a batch of %d reminders failed; trying them one by one", len(ids))
+    for row_id in ids:
+        try:
+            with runtime.db.transaction() as s:
+                _fire(s, runtime.profile, [row_id], now)
+        except Exception as exc:
+            log.exception("reminder %s failed; its lease will bring it back", row_id)
+            with runtime.db.transaction() as s:
+                s.execute(
+                    update(Reminder)
+                    .where(Reminder.id == row_id, Reminder.status == "processing")
+                    .values(reason=f"last attempt failed: {exc!r}"[:500])
+                    .execution_options(synchronize_session=False)
+                )
+
+
+def _fire(s: Session, profile: Profile, ids: list[int], now: datetime) -> None:
+    # Lock the appointments first (in id order, so two workers never deadlock): a move or a
+    # cancel committing meanwhile is then seen in the rows loaded below.
+    appts = {
+        a.id: a
+        for a in s.execute(
+            select(Appointment)
+            .where(Appointment.id.in_(select(Reminder.appointment_id).where(Reminder.id.in_(ids))))
+            .order_by(Appointment.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    }
+    rows = (
+        s.execute(
+            select(Reminder)
+            .where(Reminder.id.in_(ids))
+            .order_by(Reminder.due_at, Reminder.id)
+            .execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
+    patient_ids = {a.patient_id for a in appts.values() if a.patient_id}
+    patients = {
+        p.id: p for p in s.execute(select(Patient).where(Patient.id.in_(patient_ids))).scalars()
+    }
+    due = _due_offsets(s, list(appts), now)
+    # The rows' own changes are flushed together at commit, not before every outbox insert.
+    with s.no_autoflush:
+        for row in rows:
+            _fire_one(s, profile, row, appts, patients, due, now)
+
+
+def _fire_one(s, profile, row, appts, patients, due, now) -> None:
+    if row.status != "processing":
         return
     if row.attempts > MAX_ATTEMPTS:
-        _close(row, "failed", f"the tick stopped while sending it {row.attempts - 1} times")
+        why = row.reason or "the worker stopped while sending it"
+        _close(row, "failed", f"gave up after {row.attempts - 1} attempts: {why}")
         return
-    patient = s.get(Patient, appt.patient_id) if appt.patient_id else None
-    verdict = _why_not(s, profile, row, appt, patient, now)
+    appt = appts[row.appointment_id]
+    patient = patients.get(appt.patient_id)
+    verdict = _why_not(profile, row, appt, patient, now, due)
     if verdict:
         _close(row, *verdict)
         return
@@ -275,7 +337,26 @@ def _fire(s: Session, profile: Profile, row_id: int, now: datetime) -> None:
     row.sent_at, row.outbox_key, row.locked_until = now, key, None
 
 
-def _why_not(s, profile, row, appt, patient, now) -> tuple[str, str] | None:
+def _due_offsets(s: Session, appt_ids: list[int], now: datetime) -> dict:
+    """(appointment id, version) -> [(due_at, kind)] of its open, due offset reminders."""
+    out: dict[tuple[int, int], list] = {}
+    if not appt_ids:
+        return out
+    for appt_id, version, kind, due_at in s.execute(
+        select(
+            Reminder.appointment_id, Reminder.appointment_version, Reminder.kind, Reminder.due_at
+        ).where(
+            Reminder.appointment_id.in_(appt_ids),
+            Reminder.kind.not_in(SPECIAL_KINDS),
+            Reminder.status.in_(OPEN),
+            Reminder.due_at <= now,
+        )
+    ):
+        out.setdefault((appt_id, version), []).append((due_at, kind))
+    return out
+
+
+def _why_not(profile, row, appt, patient, now, due: dict) -> tuple[str, str] | None:
     """(status, reason) when the row must not be sent now, else None."""
     if patient is None:
         return "voided", "the appointment has no patient"
@@ -304,20 +385,9 @@ def _why_not(s, profile, row, appt, patient, now) -> tuple[str, str] | None:
             f"found {_span(late)} late (worker down), less than "
             f"{_span(profile.late_send_min_before)} before the start"
         )
-    later = s.execute(
-        select(Reminder.kind)
-        .where(
-            Reminder.appointment_id == appt.id,
-            Reminder.appointment_version == appt.version,
-            Reminder.kind.not_in(SPECIAL_KINDS),
-            Reminder.status.in_(OPEN),
-            Reminder.due_at > row.due_at,
-            Reminder.due_at <= now,
-        )
-        .limit(1)
-    ).scalar()
+    later = [kind for due_at, kind in due.get((appt.id, appt.version), []) if due_at > row.due_at]
     if later:
-        return "skipped", f"superseded by the {later} reminder, due as well"
+        return "skipped", f"superseded by the {later[0]} reminder, due as well"
     return None
 
 

@@ -289,3 +289,29 @@ def test_reminders_for_lists_one_entry_per_offset_with_utc_instants(runtime, clo
         ("24h", "2026-11-30T09:00:00Z", "pending"),
         ("2h", "2026-12-01T07:00:00Z", "pending"),
     ]
+
+
+def test_a_reminder_that_cannot_be_rendered_fails_alone_and_the_others_go_out(runtime, clock):
+    from clinic_bot.reminders import LEASE, MAX_ATTEMPTS
+
+    # A clinic's own Spanish text with a placeholder the reminder does not know.
+    runtime.profile.texts["es"]["reminder_body"] = "Hola {apellido}, su cita es el {date}."
+    clock.set(utc("2026-11-20T09:00Z"))
+    ids = [book(runtime, f"4915100000{i:03d}", utc("2026-12-01T09:00Z")) for i in range(3)]
+    with runtime.db.transaction() as s:
+        s.get(Appointment, ids[1]).patient.language = "es"
+    clock.set(utc("2026-11-30T09:00Z"))
+    send_due(runtime)
+    assert sorted(r.idempotency_key for r in outbox(runtime)) == [
+        f"reminder:{ids[0]}:1:24h",
+        f"reminder:{ids[2]}:1:24h",
+    ]
+    assert reminders(runtime, ids[1])[(1, "24h")].status == "processing"
+    for _ in range(MAX_ATTEMPTS):
+        clock.advance(seconds=LEASE.total_seconds() + 1)
+        send_due(runtime)
+    poison = reminders(runtime, ids[1])[(1, "24h")]
+    assert poison.status == "failed"
+    assert poison.reason.startswith(f"gave up after {MAX_ATTEMPTS} attempts: last attempt failed")
+    assert "apellido" in poison.reason
+    assert len(outbox(runtime)) == 2
