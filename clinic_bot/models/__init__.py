@@ -2,6 +2,7 @@
 
 from .appointments import Appointment, PractitionerLock
 from .broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
+from .calendar import ImportedEvent  # noqa: F401
 from .core import (
     ApiToken,
     GatewayState,

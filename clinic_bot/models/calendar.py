@@ -1,0 +1,38 @@
+"""Calendar import keys: which appointment each imported event (or occurrence) became."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base, UTCDateTime
+from .core import utcnow
+
+
+class ImportedEvent(Base):
+    """One imported event or occurrence of a series, keyed by (source, UID[#RECURRENCE-ID]).
+
+    `sequence` is the highest SEQUENCE seen, so a stale copy of the event never overwrites a
+    newer one. UIDs are TEXT: Exchange sends 100+ character UIDs.
+    """
+
+    __tablename__ = "imported_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    uid_key: Mapped[str] = mapped_column(Text)  # UID, or UID#<RECURRENCE-ID in UTC>
+    uid: Mapped[str] = mapped_column(Text)  # the plain UID, to cancel a whole series
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointment.id", ondelete="CASCADE"))
+    # Cancelled because the calendar said so (not by staff): the calendar may bring it back.
+    import_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "uid_key", name="uq_imported_event_key"),
+        Index("ix_imported_event_uid", "source", "uid"),
+        Index("ix_imported_event_appointment", "appointment_id"),
+    )
