@@ -203,3 +203,46 @@ def test_completed_sends_nothing_unless_the_profile_enables_a_thank_you(chat, cl
     (row,) = outbox(chat.runtime, "visit:")
     assert row.idempotency_key == f"visit:{other}:thank_you"
     assert "thank you for visiting" in body_text(row)
+
+
+def test_tapping_confirm_on_the_reminder_confirms_and_stops_the_follow_up(chat, clock):
+    from clinic_bot.models import Appointment
+
+    appt_id = book(chat.runtime, PHONE, START)
+    clock.set(START - timedelta(hours=24))
+    tick(chat)
+    receipt(chat, f"reminder:{appt_id}:1:24h")
+    clock.advance(minutes=20)
+    chat.patient(PHONE, button={"id": f"appt:{appt_id}:1:confirm"})
+    drain_inbox(chat.runtime)
+    with chat.runtime.db.Session() as s:
+        assert s.get(Appointment, appt_id).status == "confirmed"
+    followup = reminders(chat.runtime, appt_id)[(1, "noshow_followup")]
+    assert (followup.status, followup.reason) == ("voided", "the patient confirmed")
+    assert reminders(chat.runtime, appt_id)[(1, "2h")].status == "pending"
+    clock.advance(hours=3)
+    tick(chat)
+    assert outbox(chat.runtime, "followup:") == []
+
+
+def test_tapping_cancel_on_the_reminder_cancels_and_voids_the_rest(chat, clock):
+    from clinic_bot.models import Appointment
+
+    appt_id = book(chat.runtime, PHONE, START)
+    clock.set(START - timedelta(hours=24))
+    tick(chat)
+    chat.patient(PHONE, button={"id": f"appt:{appt_id}:1:cancel"})
+    drain_inbox(chat.runtime)
+    chat.relay.drain()
+    ask = chat.wait_for(lambda: [m for m in chat.outgoing(PHONE) if m.get("buttons")][-1:])[0]
+    assert ask["buttons"][0]["id"] != f"appt:{appt_id}:1:confirm"  # the "are you sure?" step
+    chat.patient(PHONE, button={"id": ask["buttons"][0]["id"]})
+    drain_inbox(chat.runtime)
+    with chat.runtime.db.Session() as s:
+        assert s.get(Appointment, appt_id).status == "cancelled"
+    assert reminders(chat.runtime, appt_id)[(1, "2h")].status == "voided"
+    clock.set(START - timedelta(hours=2))
+    tick(chat)
+    assert [r.idempotency_key for r in outbox(chat.runtime, "reminder:")] == [
+        f"reminder:{appt_id}:1:24h"
+    ]

@@ -315,3 +315,39 @@ def test_a_reminder_that_cannot_be_rendered_fails_alone_and_the_others_go_out(ru
     assert poison.reason.startswith(f"gave up after {MAX_ATTEMPTS} attempts: last attempt failed")
     assert "apellido" in poison.reason
     assert len(outbox(runtime)) == 2
+
+
+def test_the_api_answer_that_creates_or_moves_an_appointment_lists_its_reminders(
+    runtime, client, clock
+):
+    from clinic_bot.api.auth import create_token
+
+    clock.set(utc("2026-11-20T09:00Z"))
+    with runtime.db.transaction() as s:
+        headers = {"Authorization": f"Bearer {create_token(s, 'test', clock())}"}
+    body = {
+        "patient": {"phone": "+4915112345678", "name": "Ana"},
+        "starts_at": "2026-12-01T10:00:00+01:00",
+        "duration_minutes": 20,
+    }
+    r = client.post("/api/v1/appointments", json=body, headers=headers)
+    assert r.status_code == 201, r.get_json()
+    created = r.get_json()
+    assert [(e["kind"], e["due_at"], e["status"]) for e in created["reminders"]] == [
+        ("24h", "2026-11-30T09:00:00Z", "pending"),
+        ("2h", "2026-12-01T07:00:00Z", "pending"),
+    ]
+    clock.set(utc("2026-12-01T00:00Z"))
+    moved = client.patch(
+        f"/api/v1/appointments/{created['id']}",
+        json={"starts_at": "2026-12-01T11:00:00+01:00"},
+        headers=headers,
+    ).get_json()
+    assert [(e["kind"], e["due_at"], e["status"], e["reason"]) for e in moved["reminders"]] == [
+        ("24h", "2026-11-30T10:00:00Z", "skipped", "moved less than 24h before the start"),
+        ("2h", "2026-12-01T08:00:00Z", "pending", None),
+    ]
+    cancelled = client.patch(
+        f"/api/v1/appointments/{created['id']}", json={"status": "cancelled"}, headers=headers
+    ).get_json()
+    assert [e["status"] for e in cancelled["reminders"]] == ["skipped", "voided"]
