@@ -87,6 +87,12 @@ class FakeGateway:
         self.server.shutdown()
         self.server.server_close()
 
+    def reset(self) -> None:
+        """Forget every recorded send (between two systems under test)."""
+        with self._lock:
+            self.sends.clear()
+            self.first_arrival.clear()
+
     def record(self, arrived: float, path: str, to: str) -> str:
         """Remember one send; returns the provider message id to answer with."""
         with self._lock:

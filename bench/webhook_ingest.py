@@ -419,6 +419,10 @@ def steady_phase(system, gateway, phase, connections, seconds, nonce, drain_time
     result["drain_after_load_s"] = round(waited, 3)
     result["answers_per_s"] = round(answered / max(1e-9, wrk_end - t0 + waited), 1)
     result["cpu_s"] = {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()}
+    # CPU per webhook is steadier than throughput on a shared machine: report it too.
+    result["cpu_ms_per_webhook"] = {
+        k: round(v * 1000 / max(1, result["acked"]), 2) for k, v in result["cpu_s"].items()
+    }
     return result
 
 
@@ -451,6 +455,7 @@ def burst_phase(system, gateway, count, nonce, timeout) -> dict:
         "answered": len(answered),
         "all_answered": len(answered) == count,
         "all_answered_s": round(last - t0, 3) if last and len(answered) == count else None,
+        "first_answered_s": round(min(answered.values()) - t0, 3) if answered else None,
         "half_answered_s": round(pct([a - t0 for a in answered.values()], 50), 3)
         if answered
         else None,
@@ -492,6 +497,8 @@ def measure(system: System, gateway: FakeGateway, prof: dict, log) -> dict:
     """Phases 1-3 against one running system."""
     nonce = secrets.token_hex(3)
     out: dict = {"name": system.name}
+    gateway.reset()  # phones repeat from one system to the next; only this system's sends count
+    out["loadavg_before"] = loadavg()
     log(f"[{system.name}] warm-up {prof['warmup']} s at 32 connections")
     out["warmup"] = steady_phase(system, gateway, 0, 32, prof["warmup"], nonce, prof["drain"])
     log(f"[{system.name}] 32 connections for {prof['duration']} s")
@@ -510,7 +517,13 @@ def measure(system: System, gateway: FakeGateway, prof: dict, log) -> dict:
     log(f"[{system.name}] {prof['e2e_events']} events at {prof['rate']}/s")
     out["e2e"] = e2e_phase(system, gateway, prof["e2e_events"], prof["rate"], nonce, 60)
     log(f"  reaction p50 {out['e2e']['e2e_p50_ms']} ms, p99 {out['e2e']['e2e_p99_ms']} ms")
+    out["loadavg_after"] = loadavg()
     return out
+
+
+def loadavg() -> list[str]:
+    """The 1/5/15-minute load averages: other work on the machine skews every number."""
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def generator_ceiling(workdir: Path, prof: dict, log) -> dict:
@@ -570,7 +583,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "os": platform.platform(),
         "wrk": wrk_version.strip(),
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "loadavg_at_start": loadavg(),
     }
 
 
@@ -604,6 +617,12 @@ def compare(ours: dict, base: dict) -> tuple[dict, dict]:
     return ratios, targets
 
 
+def _cpu(result: dict, role: str) -> float | None:
+    """CPU ms per webhook of the process whose name starts with `role` in the 32-conn run."""
+    per = result["c32"].get("cpu_ms_per_webhook", {})
+    return next((v for k, v in per.items() if k.startswith(f"{role}-")), None)
+
+
 def summary_lines(db: str, ours: dict, base: dict, ratios: dict, targets: dict) -> list[str]:
     """A plain-text table of one database's results against the baseline."""
 
@@ -619,6 +638,8 @@ def summary_lines(db: str, ours: dict, base: dict, ratios: dict, targets: dict) 
         row("ack p99 at 32 connections", lambda r: r["c32"]["ack_p99_ms"], " ms"),
         row("ack p99 at 4 connections", lambda r: r["c4"]["ack_p99_ms"], " ms"),
         row("answers/s during the 32-conn run", lambda r: r["c32"]["answers_per_s"]),
+        row("web CPU per webhook (32 conns)", lambda r: _cpu(r, "web"), " ms"),
+        row("worker CPU per webhook (32 conns)", lambda r: _cpu(r, "worker"), " ms"),
         row("backlog drained after the load", lambda r: r["c32"]["drain_after_load_s"], " s"),
         row("burst of 300 fully answered", lambda r: r["burst"]["all_answered_s"], " s"),
         row("end-to-end p50 at 20/s", lambda r: r["e2e"]["e2e_p50_ms"], " ms"),
@@ -682,6 +703,11 @@ def main(argv: list[str] | None = None) -> int:
         _stop_all()
         gateway.stop()
     RESULTS_DIR.mkdir(exist_ok=True)
+    print(
+        f"\ngenerator ceiling against a trivial app under the same gunicorn: "
+        f"wrk {ceiling['wrk_c32_requests_per_s']}/s at 32 connections, "
+        f"burst client {ceiling['burst_client_requests_per_s']}/s"
+    )
     for db, ours in results.items():
         ratios, targets = compare(ours, base)
         print("\n".join(["", *summary_lines(db, ours, base, ratios, targets)]))
