@@ -258,3 +258,25 @@ def test_the_calendar_page_says_plainly_that_import_is_not_available_yet(staff):
     page = staff.http.get(f"{staff.base_url}/staff/calendar")
     assert "not available yet" in page.text
     assert ".ics subscription feed" in page.text
+
+
+def test_login_returns_to_the_page_asked_for_but_never_to_another_site(live_server, staff_user):
+    asked = live_server.http.get(f"{live_server.base_url}/staff/problems", allow_redirects=False)
+    assert asked.headers["Location"] == "/staff/login?next=/staff/problems"
+    token = csrf_token(live_server.http, f"{live_server.base_url}/staff/login?next=/staff/problems")
+    form = {"email": EMAIL, "password": PASSWORD, "csrf_token": token}
+    back = live_server.http.post(
+        f"{live_server.base_url}/staff/login",
+        data={**form, "next": "/staff/problems"},
+        allow_redirects=False,
+    )
+    assert back.headers["Location"] == "/staff/problems"
+
+    other = requests.Session()
+    token = csrf_token(other, f"{live_server.base_url}/staff/login")
+    away = other.post(
+        f"{live_server.base_url}/staff/login",
+        data={**form, "csrf_token": token, "next": "//evil.example/staff"},
+        allow_redirects=False,
+    )
+    assert away.headers["Location"] == "/staff/"
