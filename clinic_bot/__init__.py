@@ -32,6 +32,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
 
 def register_blueprints(app: Flask, runtime: Runtime) -> None:
     from .api import bp as api_bp
+    from .calendar.feed import bp as calendar_feed_bp
     from .health import bp as health_bp
     from .inbox import bp as inbox_bp
     from .staff import bp as staff_bp
@@ -40,6 +41,7 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(staff_bp)
+    app.register_blueprint(calendar_feed_bp)
     if runtime.settings.sandbox:
         from .whapi.sandbox import bp as sandbox_bp
 

@@ -161,6 +161,89 @@ def api_token_create(name: str) -> None:
 
 
 @main.group()
+def calendar() -> None:
+    """Calendar files: import .ics into appointments, export appointments as .ics."""
+
+
+@calendar.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="report what would change; change nothing")
+@click.option("--mode", type=click.Choice(["merge", "full"]), default="merge", show_default=True)
+@click.option("--source", default=None, help="default: the calendar's X-WR-CALNAME, else PRODID")
+@click.option("--practitioner", "practitioner_id", default=None, help="assign every event to")
+def calendar_import(
+    file: str, dry_run: bool, mode: str, source: str | None, practitioner_id: str | None
+) -> None:
+    """Import an .ics file; only the JSON report goes to stdout (exit 2: file refused)."""
+    import json
+
+    from .calendar.ics_import import CalendarRefused, import_calendar
+
+    try:
+        with open(file, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        click.echo(f"error: cannot read {file}: {exc.strerror}", err=True)
+        sys.exit(2)
+    runtime = _runtime()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 200 == 0:
+            click.echo(f"imported {done}/{total}", err=True)
+
+    try:
+        with runtime.db.transaction() as s:
+            report = import_calendar(
+                s,
+                runtime.profile,
+                raw,
+                now=runtime.clock(),
+                mode=mode,
+                source=source,
+                practitioner_id=practitioner_id,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    except CalendarRefused as exc:
+        click.echo(f"error: {file} refused: {exc.reason}", err=True)
+        sys.exit(2)
+    for line in report["warnings"]:
+        click.echo(f"warning: {line.get('uid') or file}: {line['reason']}", err=True)
+    click.echo(json.dumps(report, ensure_ascii=False))
+
+
+@calendar.command("export")
+@click.option("-o", "--output", default=None, help="file to write (default: stdout)")
+@click.option("--practitioner", "practitioner_id", default=None, help="only this practitioner")
+def calendar_export(output: str | None, practitioner_id: str | None) -> None:
+    """Write the clinic's recent and future appointments as an .ics calendar."""
+    from .calendar.ics_export import export_calendar
+
+    runtime = _runtime()
+    if practitioner_id is not None and runtime.profile.practitioner(practitioner_id) is None:
+        click.echo(f"error: unknown practitioner {practitioner_id!r}", err=True)
+        sys.exit(2)
+    with runtime.db.Session() as s:
+        data = export_calendar(
+            s, runtime.profile, practitioner_id=practitioner_id, now=runtime.clock()
+        )
+    if output is None or output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        with open(output, "wb") as fh:
+            fh.write(data)
+        click.echo(f"wrote {output}", err=True)
+
+
+@calendar.command("feed-url")
+def calendar_feed_url() -> None:
+    """Print the subscription feed URL (keep it secret: it shows every appointment)."""
+    runtime = _runtime()
+    click.echo(f"{runtime.settings.public_url}/calendar/{runtime.settings.calendar_feed_token}.ics")
+
+
+@main.group()
 def staff() -> None:
     """Staff logins."""
 

@@ -12,6 +12,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 EXAMPLE_PROFILE = PACKAGE_DIR / "clinic.example.toml"
 WHAPI_DEFAULT_URL = "https://gate.whapi.cloud"
+# Secrets taken from the environment when set, else generated once into the instance folder.
+GENERATED_SECRETS = ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET", "CALENDAR_FEED_TOKEN")
 
 
 def default_instance_path() -> Path:
@@ -36,7 +38,7 @@ def _load_or_create_secrets(instance: Path) -> dict[str, str]:
     if path.exists():
         data = json.loads(path.read_text())
     changed = False
-    for key in ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET"):
+    for key in GENERATED_SECRETS:
         if not data.get(key):
             data[key] = secrets.token_urlsafe(32)
             changed = True
@@ -68,6 +70,8 @@ class Settings:
     # How long a claimed inbox/outbox row stays with its worker before another may take it
     # (None: the built-in leases). Short values make a killed worker's rows come back sooner.
     worker_lease_seconds: float | None = None
+    # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
+    calendar_feed_token: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -86,7 +90,7 @@ class Settings:
         instance = Path(overrides.pop("instance_path", None) or default_instance_path())
         instance.mkdir(parents=True, exist_ok=True)
         kept = {}
-        if not env.get("SECRET_KEY") or not env.get("WHAPI_WEBHOOK_SECRET"):
+        if not all(env.get(k) for k in GENERATED_SECRETS):
             kept = _load_or_create_secrets(instance)
         port = int(env.get("PORT", "5000"))
         token = env.get("WHAPI_TOKEN") or None
@@ -111,6 +115,7 @@ class Settings:
             worker_lease_seconds=float(env["WORKER_LEASE_SECONDS"])
             if env.get("WORKER_LEASE_SECONDS")
             else None,
+            calendar_feed_token=env.get("CALENDAR_FEED_TOKEN") or kept["CALENDAR_FEED_TOKEN"],
         )
         values.update(overrides)
         return cls(**values)

@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import appointments, auth, broadcasts, openapi, patients  # noqa: E402,F401  (routes register on import)
+from . import appointments, auth, broadcasts, calendar, openapi, patients  # noqa: E402,F401  (routes register on import)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from icalendar import Calendar, Event, vCalAddress, vText
+from sqlalchemy import select
 
 from ..models import Appointment
 from ..profile import Profile
@@ -70,4 +71,39 @@ def appointment_invitation(appt: Appointment, profile: Profile) -> bytes:
         first_date=(appt.starts_at - timedelta(days=366)).date(),
         last_date=(appt.ends_at + timedelta(days=366)).date(),
     )
+    return cal.to_ical()
+
+
+# How far back the calendar export and feed reach: recent visits stay visible in the calendar.
+EXPORT_PAST = timedelta(days=30)
+
+
+def export_calendar(
+    session, profile: Profile, practitioner_id: str | None = None, *, now: datetime | None = None
+) -> bytes:
+    """Every appointment from `now` - 30 days on (all of them without `now`) as one VCALENDAR.
+
+    One VEVENT per appointment with its lifelong UID, SEQUENCE = version and STATUS:CANCELLED
+    for cancelled ones, so subscribed calendars update events in place. Allow-listed fields only.
+    """
+    stmt = select(Appointment).order_by(Appointment.starts_at, Appointment.id)
+    if now is not None:
+        stmt = stmt.where(Appointment.ends_at >= now - EXPORT_PAST)
+    if practitioner_id is not None:
+        stmt = stmt.where(Appointment.practitioner_id == practitioner_id)
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", profile.name)
+    cal.add("x-wr-timezone", profile.timezone.key)
+    appts = list(session.execute(stmt).scalars())
+    for appt in appts:
+        cal.add_component(appointment_event(appt, profile))
+    if appts:
+        cal.add_missing_timezones(
+            first_date=(appts[0].starts_at - timedelta(days=366)).date(),
+            last_date=(max(a.ends_at for a in appts) + timedelta(days=366)).date(),
+        )
     return cal.to_ical()

@@ -133,7 +133,7 @@ def parse(raw: bytes, report: Report) -> list[Calendar]:
         calendars.append(wrapper)
         report.add("warnings", None, "events without a VCALENDAR around them were read as one")
     if not calendars:
-        raise CalendarRefused("not an iCalendar file: no VCALENDAR or VEVENT in it")
+        raise CalendarRefused("not an iCalendar file: no complete VCALENDAR or VEVENT in it")
     return calendars
 
 
