@@ -35,6 +35,7 @@ MAX_ATTEMPTS = 5
 # down): it goes out only if the start is still `late_send_min_before` away.
 LATE_AFTER = timedelta(minutes=5)
 OPEN = ("pending", "processing")
+NO_PATIENT = "the appointment has no patient"
 PURPOSE = {FOLLOWUP: "followup", MISSED_YOU: "post_visit", THANK_YOU: "post_visit"}
 
 
@@ -128,16 +129,22 @@ def _plan_offsets(
     for label, offset in profile.reminder_offsets:
         # Real elapsed time before the start instant: DST cannot shift it.
         due = appt.starts_at - offset
-        inside = due <= now
-        reason = f"{verb} less than {label} before the start" if inside else None
+        if appt.patient_id is None:  # an imported event nobody could be tied to (yet)
+            skip = NO_PATIENT
+        else:
+            skip = f"{verb} less than {label} before the start" if due <= now else None
         row = current.get(label)
         if row is None:
-            status = "skipped" if inside else "pending"
-            new.append(_row(appt, label, due, now, status=status, reason=reason))
-        elif row.status == "voided" or (row.status == "pending" and row.due_at != due):
-            # Brought back (un-cancelled), or moved without a version bump: plan it afresh.
+            status = "skipped" if skip else "pending"
+            new.append(_row(appt, label, due, now, status=status, reason=skip))
+        elif (
+            row.status == "voided"
+            or (row.status == "skipped" and row.reason == NO_PATIENT)
+            or (row.status == "pending" and row.due_at != due)
+        ):
+            # Brought back (un-cancelled, a patient found), or moved without a version bump.
             row.due_at, row.attempts = due, 0
-            _close(row, "skipped" if inside else "pending", reason)
+            _close(row, "skipped" if skip else "pending", skip)
     _insert_ignore(session, new)
 
 
@@ -242,16 +249,16 @@ def send_due(runtime) -> int:
 
 
 def _anything_due(db, now: datetime) -> bool:
-    """A cheap look first, each half a plain range on the (status, due_at) index.
+    """A cheap look first: two index-only lookups on the (status, due_at) index.
 
     The claim's OR of "due" and "lease run out" can make a planner with table statistics
     (SQLite after ANALYZE) scan the table; an idle tick must cost next to nothing.
     """
     with db.Session() as s:
         due = select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
-        stale = select(Reminder.id).where(
-            Reminder.status == "processing", Reminder.locked_until < now
-        )
+        # Claimed rows are few and short-lived: any of them sends us to the claim, which
+        # checks their lease (a range on locked_until would not be index-only).
+        stale = select(Reminder.id).where(Reminder.status == "processing")
         return any(s.execute(q.limit(1)).first() for q in (due, stale))
 
 
@@ -359,7 +366,7 @@ def _due_offsets(s: Session, appt_ids: list[int], now: datetime) -> dict:
 def _why_not(profile, row, appt, patient, now, due: dict) -> tuple[str, str] | None:
     """(status, reason) when the row must not be sent now, else None."""
     if patient is None:
-        return "voided", "the appointment has no patient"
+        return "voided", NO_PATIENT
     if patient.opted_out:
         return "voided", "the patient opted out"
     if row.kind == MISSED_YOU:

@@ -351,3 +351,27 @@ def test_the_api_answer_that_creates_or_moves_an_appointment_lists_its_reminders
         f"/api/v1/appointments/{created['id']}", json={"status": "cancelled"}, headers=headers
     ).get_json()
     assert [e["status"] for e in cancelled["reminders"]] == ["skipped", "voided"]
+
+
+def test_an_appointment_without_a_patient_plans_skipped_reminders_until_one_is_found(
+    runtime, clock
+):
+    from clinic_bot.appointment_hooks import appointment_changed
+    from clinic_bot.handlers import get_or_create_patient
+
+    clock.set(utc("2026-11-20T09:00Z"))
+    start = utc("2026-12-01T09:00Z")
+    with runtime.db.transaction() as s:
+        appt = Appointment(starts_at=start, ends_at=start + timedelta(minutes=20), source="ics")
+        s.add(appt)
+        appointment_changed(s, appt, clock(), "created")
+        appt_id = appt.id
+    rows = reminders(runtime, appt_id)
+    assert {(r.status, r.reason) for r in rows.values()} == {
+        ("skipped", "the appointment has no patient")
+    }
+    with runtime.db.transaction() as s:
+        appt = s.get(Appointment, appt_id)
+        appt.patient_id = get_or_create_patient(s, PHONE, clock()).id
+        appointment_changed(s, appt, clock(), "status")
+    assert {r.status for r in reminders(runtime, appt_id).values()} == {"pending"}
