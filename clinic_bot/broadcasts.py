@@ -296,9 +296,10 @@ def _refusal_run(session: Session, b: Broadcast) -> str | None:
     return None
 
 
-def _settle(session: Session, now: datetime) -> None:
-    """Pause broadcasts the gateway keeps refusing; mark finished ones done."""
-    for b in session.execute(select(Broadcast).where(Broadcast.status == "running")).scalars():
+def _settle(session: Session, running: list[Broadcast], now: datetime) -> list[int]:
+    """Pause broadcasts the gateway keeps refusing, mark finished ones done; the rest's ids."""
+    still = []
+    for b in running:
         refused = _refusal_run(session, b)
         if refused:
             pause(
@@ -321,8 +322,11 @@ def _settle(session: Session, now: datetime) -> None:
                 | and_(BroadcastRecipient.status == "queued", OutboxMessage.status.in_(WAITING)),
             )
         ).scalar()
-        if not waiting:
+        if waiting:
+            still.append(b.id)
+        else:
             b.status, b.finished_at = "done", now
+    return still
 
 
 def pace(runtime, rng: random.Random | None = None) -> int:
@@ -337,17 +341,31 @@ def pace(runtime, rng: random.Random | None = None) -> int:
             return 0  # the usual case: no broadcast, no lock taken
     with runtime.db.transaction() as s:
         pacer = _lock_pacer(s, runtime.db.is_postgres, now)
-        _settle(s, now)
+        # Locked too: a pause or cancel committing meanwhile waits for this tick, then takes
+        # back what it queued; one that committed first is seen here.
+        running = list(
+            s.execute(
+                select(Broadcast)
+                .where(Broadcast.status == "running")
+                .order_by(Broadcast.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalars()
+        )
+        running_ids = _settle(s, running, now)
         stored = pacer.value.get("next_at")
         slot = max(now, datetime.fromisoformat(stored)) if stored else now
         candidates = s.execute(
             select(BroadcastRecipient, Patient)
-            .join(Broadcast, Broadcast.id == BroadcastRecipient.broadcast_id)
             .join(Patient, Patient.id == BroadcastRecipient.patient_id)
-            .where(Broadcast.status == "running", BroadcastRecipient.status == "pending")
+            .where(
+                BroadcastRecipient.broadcast_id.in_(running_ids),
+                BroadcastRecipient.status == "pending",
+            )
             .order_by(BroadcastRecipient.broadcast_id, BroadcastRecipient.id)
             .limit(PLAN_BATCH)
         ).all()
+        texts = {b.id: b.text for b in running}
         day, used = None, 0
         for rec, patient in candidates:
             if patient.opted_out:
@@ -360,7 +378,7 @@ def pace(runtime, rng: random.Random | None = None) -> int:
                 day, used = slot_day, _sent_on_day(s, profile, slot)
             if used >= profile.broadcast_daily_cap:
                 break
-            b_text = s.get(Broadcast, rec.broadcast_id).text
+            b_text = texts[rec.broadcast_id]
             key = f"broadcast:{rec.broadcast_id}:{patient.id}"
             enqueue(
                 s,

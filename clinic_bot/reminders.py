@@ -104,7 +104,7 @@ def plan_reminders(session: Session, appt: Appointment, now: datetime, change: s
         if appt.status == "confirmed":
             for row in rows:
                 if row.kind == FOLLOWUP and row.status in OPEN:
-                    _close(row, "voided", "the patient confirmed")
+                    _close(row, "voided", "the appointment was confirmed")
         return
     for row in rows:
         if row.status in OPEN and row.kind not in (MISSED_YOU, THANK_YOU):

@@ -218,7 +218,7 @@ def test_tapping_confirm_on_the_reminder_confirms_and_stops_the_follow_up(chat, 
     with chat.runtime.db.Session() as s:
         assert s.get(Appointment, appt_id).status == "confirmed"
     followup = reminders(chat.runtime, appt_id)[(1, "noshow_followup")]
-    assert (followup.status, followup.reason) == ("voided", "the patient confirmed")
+    assert (followup.status, followup.reason) == ("voided", "the appointment was confirmed")
     assert reminders(chat.runtime, appt_id)[(1, "2h")].status == "pending"
     clock.advance(hours=3)
     tick(chat)
