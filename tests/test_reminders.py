@@ -375,3 +375,26 @@ def test_an_appointment_without_a_patient_plans_skipped_reminders_until_one_is_f
         appt.patient_id = get_or_create_patient(s, PHONE, clock()).id
         appointment_changed(s, appt, clock(), "status")
     assert {r.status for r in reminders(runtime, appt_id).values()} == {"pending"}
+
+
+def test_the_running_worker_sends_a_due_reminder_by_itself(live):
+    from datetime import UTC
+
+    from clinic_bot.appointment_hooks import appointment_changed
+    from clinic_bot.handlers import get_or_create_patient
+
+    runtime = live.runtime
+    now = datetime.now(UTC)
+    booked = now - timedelta(days=1)  # booked yesterday: the 24h reminder fell due an hour ago
+    with runtime.db.transaction() as s:
+        patient = get_or_create_patient(s, PHONE, booked)
+        start = now + timedelta(hours=23)
+        appt = Appointment(
+            patient_id=patient.id, starts_at=start, ends_at=start + timedelta(minutes=20)
+        )
+        s.add(appt)
+        appointment_changed(s, appt, booked, "created")
+        appt_id = appt.id
+    sent = live.wait_for(lambda: [m for m in live.outgoing(PHONE) if m.get("buttons")], timeout=20)
+    assert [b["id"] for b in sent[0]["buttons"]][0] == f"appt:{appt_id}:1:confirm"
+    assert reminders(runtime, appt_id)[(1, "24h")].status == "sent"
