@@ -152,6 +152,20 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (from /proc/stat)."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
+def own_seconds() -> float:
+    """CPU seconds of this process (fake gateway and asyncio client) and its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
 def free_port() -> int:
     """A free TCP port on loopback."""
     with socket.socket() as s:
@@ -405,6 +419,7 @@ def wait_answered(
 def steady_phase(system, gateway, phase, connections, seconds, nonce, drain_timeout) -> dict:
     """One wrk run, then the time until the worker has answered every acknowledged webhook."""
     cpu_before, t0 = system.cpu(), time.perf_counter()
+    busy_before, own_before = machine_busy_seconds(), own_seconds()
     result = run_wrk(system.port, connections, seconds, phase, nonce)
     wrk_end = time.perf_counter()
     prefix = f"{PHONE_BASE}{phase}"
@@ -412,16 +427,26 @@ def steady_phase(system, gateway, phase, connections, seconds, nonce, drain_time
         gateway, system.answer_path, prefix, result["acked"], drain_timeout
     )
     cpu_after = system.cpu()
+    busy = machine_busy_seconds() - busy_before
     system.check_alive()
     result["answered"] = answered
     result["all_answered"] = answered >= result["acked"]
     # The backlog the deferred work left behind, and the rate answers came out at end to end.
     result["drain_after_load_s"] = round(waited, 3)
-    result["answers_per_s"] = round(answered / max(1e-9, wrk_end - t0 + waited), 1)
+    elapsed = wrk_end - t0 + waited
+    result["answers_per_s"] = round(answered / max(1e-9, elapsed), 1)
     result["cpu_s"] = {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()}
+    result["cpu_s"]["bench"] = round(own_seconds() - own_before, 2)
+    result["cpu_s"]["wrk"] = result["wrk_cpu_s"]
+    # What the machine spent beyond our processes: PostgreSQL, and other people's work.
+    result["machine_busy_s"] = round(busy, 2)
+    result["machine_busy_pct"] = round(100 * busy / (len(os.sched_getaffinity(0)) * elapsed), 1)
+    result["other_cpu_s"] = round(busy - sum(result["cpu_s"].values()), 2)
     # CPU per webhook is steadier than throughput on a shared machine: report it too.
     result["cpu_ms_per_webhook"] = {
-        k: round(v * 1000 / max(1, result["acked"]), 2) for k, v in result["cpu_s"].items()
+        k: round(v * 1000 / max(1, result["acked"]), 2)
+        for k, v in result["cpu_s"].items()
+        if k.startswith(("web-", "worker-"))
     }
     return result
 
@@ -640,6 +665,8 @@ def summary_lines(db: str, ours: dict, base: dict, ratios: dict, targets: dict) 
         row("answers/s during the 32-conn run", lambda r: r["c32"]["answers_per_s"]),
         row("web CPU per webhook (32 conns)", lambda r: _cpu(r, "web"), " ms"),
         row("worker CPU per webhook (32 conns)", lambda r: _cpu(r, "worker"), " ms"),
+        row("machine CPU busy (32 conns)", lambda r: r["c32"]["machine_busy_pct"], " %"),
+        row("CPU s outside bench processes", lambda r: r["c32"]["other_cpu_s"], " s"),
         row("backlog drained after the load", lambda r: r["c32"]["drain_after_load_s"], " s"),
         row("burst of 300 fully answered", lambda r: r["burst"]["all_answered_s"], " s"),
         row("end-to-end p50 at 20/s", lambda r: r["e2e"]["e2e_p50_ms"], " ms"),
