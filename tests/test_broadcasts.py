@@ -302,3 +302,13 @@ def _sandbox_sends(live) -> Counter:
             )
         ).scalars()
         return Counter(m.phone for m in rows)
+
+
+def test_the_openapi_document_describes_the_broadcast_routes(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert {
+        "/broadcasts",
+        "/broadcasts/{broadcast_id}",
+        "/broadcasts/{broadcast_id}/{action}",
+    } <= set(paths)
+    assert "post" in paths["/broadcasts"] and "get" in paths["/broadcasts/{broadcast_id}"]
