@@ -30,6 +30,18 @@ def _authorized(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def _truncated(raw: bytes) -> bool:
+    """True when a chunked body (no Content-Length) went on past the limit.
+
+    Werkzeug cuts such a body at MAX_CONTENT_LENGTH without an error; one more byte left in
+    the server's input means it was cut.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or not limit or len(raw) < limit:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
+
+
 @bp.post("/webhooks/whapi")
 @bp.post("/webhooks/whapi/<path:secret>")
 def whapi_webhook(secret: str | None = None):
@@ -39,6 +51,8 @@ def whapi_webhook(secret: str | None = None):
     if not _authorized(given, runtime.settings.webhook_secret):
         return _error(401, "unauthorized", "missing or wrong webhook secret")
     raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH turns an oversize body into 413
+    if _truncated(raw):
+        return _error(413, "request_entity_too_large", "the body is over the size limit")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -77,7 +77,7 @@ def test_gateway_errors_that_pass_end_in_exactly_one_delivered_reply(
     retry_until_settled(relay, clock)
     assert sent_texts(live_server) == ["Your appointment is confirmed."]
     final = row(live_server.runtime, "test:1")
-    assert final.status == "sent"
+    assert final.status in ("sent", "delivered", "read")
     assert final.attempts == spec.get("count", 1) + 1
     assert final.provider_message_id
 
@@ -116,7 +116,7 @@ def test_a_send_that_timed_out_but_was_delivered_is_not_sent_again(live_server, 
     live_server.wait_for(echo_stored)
     drain_inbox(live_server.runtime)
     settled = row(live_server.runtime, "test:1")
-    assert settled.status == "sent"
+    assert settled.status in ("sent", "delivered", "read")  # its statuses may follow the echo
     assert settled.provider_message_id
     retry_until_settled(relay, clock)
     assert sent_texts(live_server) == ["Timed out but delivered"]
@@ -131,7 +131,7 @@ def test_a_send_that_timed_out_and_was_not_delivered_is_sent_once_later(live_ser
     assert sent_texts(live_server) == []
     retry_until_settled(relay, clock)
     assert sent_texts(live_server) == ["Timed out, lost"]
-    assert row(live_server.runtime, "test:1").status == "sent"
+    assert row(live_server.runtime, "test:1").status in ("sent", "delivered", "read")
 
 
 def test_a_400_from_the_gateway_is_dead_lettered_at_once_with_whapis_error(

@@ -149,6 +149,10 @@ def test_a_status_whose_id_equals_a_message_id_is_stored_beside_the_message(live
     assert live_server.post_webhook(status).json()["stored"] == 1
     kinds = sorted(r.kind for r in inbox_rows(live_server.runtime))
     assert kinds == ["messages", "statuses"]
+    drain_inbox(live_server.runtime)
+    outcomes = {r.kind: (r.status, r.outcome) for r in inbox_rows(live_server.runtime)}
+    assert outcomes["messages"][0] == "done"
+    assert outcomes["statuses"] == ("done", "status of an inbound message")
 
 
 # ------------------------------------------------------------------ authentication
@@ -288,6 +292,33 @@ def test_a_body_over_one_mebibyte_is_413_and_nothing_is_stored(live_server):
     assert count(live_server.runtime, InboxEvent) == 0
 
 
+def test_a_chunked_body_over_one_mebibyte_is_413_and_nothing_is_stored(live_server):
+    raw = json.dumps(envelope(message("chunked-1", "z" * (2 * 1024 * 1024)))).encode()
+
+    def chunks():  # no Content-Length: the size is only known while reading
+        for i in range(0, len(raw), 64 * 1024):
+            yield raw[i : i + 64 * 1024]
+
+    r = live_server.http.post(
+        f"{live_server.base_url}/webhooks/whapi",
+        data=chunks(),
+        headers={"X-Webhook-Token": WEBHOOK_SECRET, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert count(live_server.runtime, InboxEvent) == 0
+
+
+def test_a_chunked_body_under_the_limit_is_accepted(live_server):
+    raw = json.dumps(envelope(message("chunked-2", "w" * (1024 * 1024 - 1000)))).encode()
+    r = live_server.http.post(
+        f"{live_server.base_url}/webhooks/whapi",
+        data=iter([raw[: len(raw) // 2], raw[len(raw) // 2 :]]),
+        headers={"X-Webhook-Token": WEBHOOK_SECRET, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200
+    assert count(live_server.runtime, InboxEvent) == 1
+
+
 def test_a_body_just_under_one_mebibyte_is_accepted(live_server):
     body = envelope(message("almost-big", "y" * (1024 * 1024 - 1000)))
     assert live_server.post_webhook(body).status_code == 200
@@ -393,3 +424,42 @@ def test_our_own_messages_coming_back_are_never_answered(live_server):
     assert all(r.outcome.startswith("own message") for r in rows)
     assert count(live_server.runtime, OutboxMessage) == 0
     assert count(live_server.runtime, Patient) == 0
+
+
+# ------------------------------------------------------------------ the database is away
+
+
+@pytest.fixture
+def unreachable(tmp_path):
+    """The app with a database that cannot be opened (its folder does not exist)."""
+    from clinic_bot import create_app
+    from clinic_bot.config import Settings
+    from clinic_bot.runtime import Runtime
+
+    settings = Settings.from_env(
+        env={
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'missing' / 'dir' / 'clinic.db'}",
+            "WHAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SECRET_KEY": "k",
+        },
+        instance_path=tmp_path / "instance",
+    )
+    runtime = Runtime.build(settings)
+    yield create_app(runtime).test_client()
+    runtime.db.dispose()
+
+
+def test_a_webhook_the_database_cannot_take_is_503_so_whapi_retries(unreachable):
+    r = unreachable.post(
+        "/webhooks/whapi",
+        json=envelope(message("db-down-1")),
+        headers={"X-Webhook-Token": WEBHOOK_SECRET},
+    )
+    assert r.status_code == 503
+    assert r.json["error"]["code"] == "unavailable"
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(unreachable):
+    r = unreachable.get("/healthz")
+    assert r.status_code == 503
+    assert r.json["db"].startswith("unreachable")
