@@ -128,8 +128,7 @@ def test_api_accepts_a_calendar_larger_than_the_webhook_limit(live_server, clock
     # Over 2 MiB: the 1 MiB app-wide limit is for webhooks, not calendar files.
     filler = "DESCRIPTION:" + "x" * 5000
     events = [
-        vevent(f"e{i}@x", "20261201T090000Z", "20261201T093000Z", extra=filler)
-        for i in range(500)
+        vevent(f"e{i}@x", "20261201T090000Z", "20261201T093000Z", extra=filler) for i in range(500)
     ]
     raw = ics(*events)
     assert len(raw) > 2 * 1024 * 1024

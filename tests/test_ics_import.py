@@ -535,3 +535,26 @@ def test_cli_import_of_a_missing_file_exits_2(runtime, settings, tmp_path):
     result = cli(settings, "calendar", "import", str(tmp_path / "nope.ics"))
     assert result.returncode == 2
     assert result.stdout == b""
+
+
+def test_a_cancellation_made_by_staff_holds_until_the_calendar_changes_the_event(runtime):
+    from clinic_bot import booking
+
+    run_import(runtime, ics(vevent("a@x", "20261201T090000Z")), NOW)
+    with runtime.db.transaction() as s:
+        booking.cancel(s, s.execute(select(Appointment)).scalar_one(), now=NOW)
+    same = run_import(runtime, ics(vevent("a@x", "20261201T090000Z")), NOW)
+    assert same["unchanged"] == 1 and appointments(runtime)[0].status == "cancelled"
+    newer = run_import(runtime, ics(vevent("a@x", "20261201T100000Z", seq=1)), NOW)
+    assert newer["updated"] == 1
+    (a,) = appointments(runtime)
+    assert (a.status, a.starts_at) == ("booked", utc(2026, 12, 1, 10))
+
+
+def test_all_day_events_never_become_appointments_or_reminders(runtime):
+    allday = "UID:h@x\r\nDTSTART;VALUE=DATE:20261225\r\nDTEND;VALUE=DATE:20261226\r\nSUMMARY:Xmas"
+    report = run_import(runtime, ics(allday), NOW)
+    assert report["skipped"] == [{"uid": "h@x", "reason": "all-day event: not an appointment"}]
+    assert appointments(runtime) == []
+    with runtime.db.Session() as s:
+        assert s.execute(select(func.count()).select_from(Reminder)).scalar() == 0
