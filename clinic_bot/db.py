@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
-from sqlalchemy import DateTime, create_engine, event, select, update
+from sqlalchemy import DateTime, create_engine, event, exc, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -56,16 +58,47 @@ def make_engine(url: str, **kw) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("sqlite_read_only"):
+                conn.exec_driver_sql("BEGIN")  # a snapshot read (WAL) never waits for writers
+            else:
+                _begin_immediate(conn)
 
         return engine
-    kw.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: it costs a round trip per checkout (per webhook); a dropped connection
+    # fails one transaction, which the webhook answers 503 (Whapi retries) and ticks retry.
+    kw.setdefault("pool_recycle", 300)
     if kw.pop("no_pool", False):
         kw["poolclass"] = NullPool
     else:
         kw.setdefault("pool_size", 5)
         kw.setdefault("max_overflow", 10)
     return create_engine(url, **kw)
+
+
+SQLITE_LOCK_WAIT = 30.0
+
+
+def _begin_immediate(conn) -> None:
+    """Take SQLite's write lock, polling every fraction of a millisecond while another holds it.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 … 100 ms between tries, so a webhook that meets a
+    worker transaction of 2 ms would wait 8 ms or more; short polls hand the lock over promptly.
+    """
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT
+    delay = 0.0002
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except exc.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.002)
+    finally:
+        conn.exec_driver_sql("PRAGMA busy_timeout=30000")
 
 
 class Database:
@@ -75,6 +108,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kw)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        # Sessions that only read: on SQLite they begin DEFERRED and take no write lock.
+        self.ReadSession = sessionmaker(
+            self.engine.execution_options(sqlite_read_only=True), expire_on_commit=False
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -103,17 +140,28 @@ class Database:
         self.engine.dispose()
 
 
-def insert_ignore(session: Session, model, rows: list[dict], key: str):
-    """INSERT rows, silently skipping those whose unique `key` already exists; return new ids."""
-    if not rows:
-        return []
-    dialect = session.get_bind().dialect.name
+@cache
+def _insert_ignore_statement(table, key: str, dialect: str, returning: str | None):
+    # Built once and executed with the rows as parameters, so SQLAlchemy's compiled cache is hit;
+    # `.values(rows)` would be a new statement, compiled again, on every call.
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(model).values(rows).on_conflict_do_nothing(index_elements=[key])
-    return list(session.execute(stmt.returning(model.id)).scalars())
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[key])
+    return stmt.returning(table.c[returning]) if returning else stmt
+
+
+def insert_ignore(
+    session: Session, model, rows: list[dict], key: str, returning: str | None = "id"
+) -> list:
+    """INSERT rows, skipping those whose unique `key` exists; return the new rows' `returning`."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    stmt = _insert_ignore_statement(model.__table__, key, dialect, returning)
+    result = session.connection().execute(stmt, rows)
+    return list(result.scalars()) if returning else []
 
 
 def claim(

@@ -290,15 +290,22 @@ class Relay:
             log.exception("outbox row %s could not be delivered", row_id)
 
     def _deliver_one(self, row_id: int) -> None:
-        with self.db.transaction() as s:
+        # Read without the write lock (SQLite); write only to record what happened.
+        with self.db.ReadSession() as s:
             row = s.get(OutboxMessage, row_id)
             if row is None or row.status != "sending":
                 return  # an echo already settled it
             patient = s.get(Patient, row.patient_id) if row.patient_id else None
-            if patient is not None and patient.opted_out and row.purpose not in OPT_OUT_SAFE:
-                row.status, row.last_error = "cancelled", "patient opted out"
-                return
+            opted_out = patient is not None and patient.opted_out
+            if opted_out and row.purpose in OPT_OUT_SAFE:
+                opted_out = False
             endpoint, body, attempts = row.endpoint, row.body, row.attempts
+        if opted_out:
+            with self.db.transaction() as s:
+                row = s.get(OutboxMessage, row_id)
+                if row is not None and row.status == "sending":
+                    row.status, row.last_error = "cancelled", "patient opted out"
+            return
         result = self.client.send(endpoint, body)
         self.record(row_id, result, attempts)
 

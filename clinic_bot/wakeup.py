@@ -47,7 +47,7 @@ def touch(path: Path | None) -> None:
 class CrossProcessListener:
     """Turns cross-process announcements into `waker.wake()` calls, on a daemon thread."""
 
-    def __init__(self, database_url: str, waker, *, poll: float = 0.05):
+    def __init__(self, database_url: str, waker, *, poll: float = 0.01):
         self.database_url = database_url
         self.waker = waker
         self.poll = poll

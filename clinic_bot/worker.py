@@ -199,12 +199,13 @@ class Worker:
         return timeout
 
     def tick(self) -> None:
-        """The periodic safety net: heartbeat, plus whatever retries have come due."""
+        """The periodic safety net: heartbeat, then nudge both loops (they do the draining)."""
         try:
             heartbeat(self.runtime)
-            self.react_once()
         except Exception:
-            log.exception("core tick failed")
+            log.exception("heartbeat failed")
+        self.runtime.waker.wake()
+        self.send_waker.wake()
 
     def _inbox_loop(self) -> None:
         """Handle new events as soon as a webhook stores them; wake the sender per event."""

@@ -103,13 +103,19 @@ class _Envelope(Schema):
                     if not isinstance(item, dict | str):
                         raise ValidationError(f"{key}[{i}] must be an object", key)
         for i, item in enumerate(data.get("messages") or []):
-            errors = _MessageItem().validate(item) if isinstance(item, dict) else {"": "object"}
+            errors = _MESSAGE_ITEM.validate(item) if isinstance(item, dict) else {"": "object"}
             if errors:
                 raise ValidationError({f"messages[{i}]": errors})
         for i, item in enumerate(data.get("statuses") or []):
-            errors = _StatusItem().validate(item) if isinstance(item, dict) else {"": "object"}
+            errors = _STATUS_ITEM.validate(item) if isinstance(item, dict) else {"": "object"}
             if errors:
                 raise ValidationError({f"statuses[{i}]": errors})
+
+
+# Built once: constructing a schema deep-copies its fields, a cost on every webhook otherwise.
+_MESSAGE_ITEM = _MessageItem()
+_STATUS_ITEM = _StatusItem()
+_ENVELOPE = _Envelope()
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def split_envelope(body, received_at: datetime | None = None) -> list[InboxItem]
     if not isinstance(body, dict):
         raise EnvelopeError("the body must be a JSON object (a Whapi webhook envelope)")
     try:
-        data = _Envelope().load(body)
+        data = _ENVELOPE.load(body)
     except ValidationError as exc:
         raise EnvelopeError(f"not a Whapi webhook envelope: {exc.messages}") from None
     meta = data["event"]
