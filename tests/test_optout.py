@@ -57,24 +57,45 @@ def call_missed(live, phone: str = PHONE) -> None:
     live.settle()
 
 
-@pytest.mark.parametrize(
-    "word",
-    ["STOP", "stop", "  Stop  ", "STOPP", "parar", "BAJA", "ARRÊT", "arrêt", "Arret"]
-    + ["UNSUBSCRIBE", "unsubscribe\n"],
-)
-def test_every_opt_out_keyword_is_recorded_and_confirmed_once(live, api, word):
+KEYWORDS = ["STOP", "stop", "  Stop  ", "STOPP", "parar", "BAJA", "ARRÊT", "arrêt", "Arret"] + [
+    "UNSUBSCRIBE",
+    "unsubscribe\n",
+    "\tBaja.",
+]
+
+
+def test_every_opt_out_keyword_is_recorded_and_confirmed_once(live, api):
+    """One patient per keyword, all in one webhook; each is opted out with its own message."""
+    phones = {word: f"49151100000{n:02d}" for n, word in enumerate(KEYWORDS)}
+    items = [
+        {
+            "id": f"kw-{n}",
+            "from_me": False,
+            "type": "text",
+            "chat_id": f"{phone}@s.whatsapp.net",
+            "timestamp": 1795500000,
+            "source": "mobile",
+            "text": {"body": word},
+            "from": phone,
+        }
+        for n, (word, phone) in enumerate(phones.items())
+    ]
     before = datetime.now(UTC) - timedelta(seconds=1)
-    mid = say(live, word)
+    body = {"messages": items, "event": {"type": "messages", "event": "post"}}
+    assert live.post_webhook(body).json()["stored"] == len(KEYWORDS)
+    live.wait_for(lambda: all(handled(live, f"kw-{n}") for n in range(len(KEYWORDS))))
+    live.settle()
     after = datetime.now(UTC) + timedelta(seconds=1)
-    sent = live.outgoing(PHONE)
-    assert len(sent) == 1
-    assert not sent[0].get("buttons")
-    assert "START" in sent[0]["text"]
-    body = api(f"/patients/+{PHONE}").json()
-    assert body["opted_out"] is True
-    assert body["opt_out_message_id"] == mid
-    at = datetime.fromisoformat(body["opted_out_at"].replace("Z", "+00:00"))
-    assert before <= at <= after
+    for n, (word, phone) in enumerate(phones.items()):
+        sent = live.outgoing(phone)
+        assert len(sent) == 1, word
+        assert not sent[0].get("buttons")
+        assert "START" in sent[0]["text"]
+        patient = api(f"/patients/+{phone}").json()
+        assert patient["opted_out"] is True, word
+        assert patient["opt_out_message_id"] == f"kw-{n}"
+        at = datetime.fromisoformat(patient["opted_out_at"].replace("Z", "+00:00"))
+        assert before <= at <= after
 
 
 def test_after_stop_nothing_else_is_sent_until_start(live, api):

@@ -16,6 +16,7 @@ from clinic_bot.profile import ProfileError, load_profile, parse_profile
 from clinic_bot.runtime import Runtime
 
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")
+TOKEN_CREATE = ["api-token", "create", "tests"]
 
 
 def example() -> dict:
@@ -161,14 +162,18 @@ def test_the_runtime_does_not_start_with_a_bad_profile(tmp_path, database_url):
 
 
 @pytest.mark.parametrize(
-    "old, new, key",
+    "old, new, key, command",
     [
-        ('"Europe/Berlin"', '"Europe/Atlantis"', "clinic.timezone"),
-        ('duration = "20m"', 'duration = "20 minutes"', "services[0].duration"),
-        ("daily_cap = 1000", "daily_cap = -5", "broadcasts.daily_cap"),
+        ('"Europe/Berlin"', '"Europe/Atlantis"', "clinic.timezone", ["worker"]),
+        ('duration = "20m"', 'duration = "20 minutes"', "services[0].duration", ["worker"]),
+        (
+            "daily_cap = 1000",
+            "daily_cap = -5",
+            "broadcasts.daily_cap",
+            ["api-token", "create", "x"],
+        ),
     ],
 )
-@pytest.mark.parametrize("command", [["worker"], ["api-token", "create", "x"]])
 def test_clinic_bot_commands_stop_with_the_key_named(
     tmp_path, database_url, old, new, key, command
 ):

@@ -123,9 +123,11 @@ def test_a_worker_killed_mid_batch_and_restarted_handles_every_event_once(live_s
     finally:
         second.send_signal(signal.SIGTERM)
         try:
-            second.wait(timeout=15)
+            code = second.wait(timeout=15)
         except subprocess.TimeoutExpired:
             second.kill()
+            code = "did not stop on SIGTERM"
+    assert code == 0, log.read_text()[-3000:]  # and it stops cleanly on SIGTERM
     assert inbox_by_status(live.runtime).get("dead", 0) == 0, log.read_text()[-3000:]
     menus = {p: [m for m in live.outgoing(p) if m.get("buttons")] for p in phones}
     assert {p: len(m) for p, m in menus.items()} == {p: 1 for p in phones}
@@ -140,18 +142,6 @@ def test_a_worker_killed_mid_batch_and_restarted_handles_every_event_once(live_s
 def _status(runtime, key: str) -> str | None:
     with runtime.db.Session() as s:
         return s.execute(select(InboxEvent.status).where(InboxEvent.dedupe_key == key)).scalar()
-
-
-def test_a_worker_stops_cleanly_on_sigterm(live_server, tmp_path):
-    log = tmp_path / "worker.log"
-    proc = start_worker(worker_env(live_server, tmp_path), log)
-    try:
-        assert live_server.post_webhook(envelope(text_message("term-1", PHONE))).status_code == 200
-        live_server.wait_for(lambda: _status(live_server.runtime, "msg:term-1") == "done")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=15)
-    assert code == 0, log.read_text()[-2000:]
 
 
 # ------------------------------------------------------------------ poison events
@@ -375,16 +365,3 @@ def test_healthz_shows_the_workers_last_tick(live):
 
     assert live.wait_for(ticked)
     assert healthz(live)["db"] == "ok"
-
-
-def test_a_dead_worker_process_leaves_healthz_answering(live_server, tmp_path):
-    """The web process answers /healthz on its own; the worker's heartbeat is just older."""
-    assert healthz(live_server)["status"] == "ok"
-    proc = start_worker(worker_env(live_server, tmp_path), tmp_path / "w.log")
-    try:
-        live_server.wait_for(lambda: healthz(live_server)["worker"]["last_tick"])
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    first = healthz(live_server)["worker"]["last_tick"]
-    assert healthz(live_server)["worker"]["last_tick"] == first
