@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -31,6 +32,7 @@ MAX_SEND_ATTEMPTS = 10
 BACKOFF_BASE = 2.0  # seconds; long enough for a timed-out send's echo to arrive first
 BACKOFF_CAP = 600.0
 LEASE = timedelta(seconds=90)
+PARK_EVERY = 1.0  # seconds between looks for sends a dead worker left in flight
 # Purposes that still reach an opted-out patient: only the confirmation of the opt-out itself.
 OPT_OUT_SAFE = {"optout"}
 
@@ -229,6 +231,7 @@ class Relay:
     ):
         self.db = db
         self.lease = lease
+        self._parked_at = float("-inf")
         self.client = client
         self.clock = clock
         self.batch = batch
@@ -257,8 +260,11 @@ class Relay:
 
     def run_once(self) -> int:
         """Claim one batch and send it; returns how many rows were claimed."""
-        if self.park_abandoned(self.clock()):
-            log.warning("sends abandoned by a stopped worker wait for their echo before a retry")
+        # A dead worker's rows only need looking for now and then, not on every round.
+        if time.monotonic() - self._parked_at >= PARK_EVERY:
+            self._parked_at = time.monotonic()
+            if self.park_abandoned(self.clock()):
+                log.warning("sends abandoned by a stopped worker wait for their echo first")
         ids = claim(
             self.db,
             OutboxMessage,

@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from clinic_bot.db import claim
 from clinic_bot.handlers import get_or_create_patient
 from clinic_bot.models import InboxEvent, OutboxMessage
-from clinic_bot.outbox import Outbox, Relay, enqueue
+from clinic_bot.outbox import LEASE, Outbox, Relay, enqueue
 from clinic_bot.worker import drain_inbox
 
 PHONE = "4915112345678"
@@ -291,3 +292,64 @@ def test_the_real_send_path_moves_to_read_through_the_sandbox_statuses(live):
     rows = live.wait_for(read_rows)
     assert all(r.read_at and r.delivered_at and r.sent_at for r in rows)
     assert rows[0].read_at - rows[0].sent_at < timedelta(minutes=1)
+
+
+# ------------------------------------------------------------------ sends a dead worker left
+
+
+def abandon(runtime, clock) -> None:
+    """A worker claims the row for sending and dies before it records anything."""
+    ids = claim(
+        runtime.db,
+        OutboxMessage,
+        now=clock(),
+        lease=LEASE,
+        limit=10,
+        claimed_status="sending",
+    )
+    assert len(ids) == 1
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+
+
+def test_a_send_left_in_flight_by_a_dead_worker_waits_for_its_echo_first(live_server, relay, clock):
+    queue_text(live_server.runtime, "Were you sent?")
+    abandon(live_server.runtime, clock)
+    relay.drain()
+    parked = row(live_server.runtime, "test:1")
+    assert parked.status == "pending"
+    assert parked.uncertain_since is not None
+    assert parked.next_attempt_at > clock()
+    assert live_server.outgoing(PHONE) == []
+    # The dead worker's send had gone out: Whapi's echo arrives and settles the row.
+    echo = {
+        "messages": [
+            {
+                "id": "echo-of-abandoned",
+                "from_me": True,
+                "type": "text",
+                "chat_id": CHAT,
+                "timestamp": 1795500000,
+                "source": "api",
+                "status": "pending",
+                "text": {"body": "Were you sent?"},
+            }
+        ],
+        "event": {"type": "messages", "event": "post"},
+    }
+    assert live_server.post_webhook(echo).status_code == 200
+    drain_inbox(live_server.runtime)
+    retry_until_settled(relay, clock)
+    settled = row(live_server.runtime, "test:1")
+    assert (settled.status, settled.provider_message_id) == ("sent", "echo-of-abandoned")
+    assert live_server.outgoing(PHONE) == []  # never sent a second time
+
+
+def test_a_send_left_in_flight_without_an_echo_is_sent_once_after_a_lease(
+    live_server, relay, clock
+):
+    queue_text(live_server.runtime, "Lost with its worker")
+    abandon(live_server.runtime, clock)
+    relay.drain()
+    assert live_server.outgoing(PHONE) == []
+    retry_until_settled(relay, clock)
+    assert sent_texts(live_server) == ["Lost with its worker"]
