@@ -276,8 +276,26 @@ class Relay:
             claimed_status="sending",
         )
         if ids:
-            list(self.pool.map(self._deliver, ids))
+            list(self.pool.map(self._deliver, self._load(ids)))
         return len(ids)
+
+    def _load(self, ids: list[int]) -> list[tuple]:
+        """What each claimed row needs for its send, read in one query without a write lock."""
+        with self.db.ReadSession() as s:
+            rows = s.execute(
+                select(
+                    OutboxMessage.id,
+                    OutboxMessage.status,
+                    OutboxMessage.endpoint,
+                    OutboxMessage.body,
+                    OutboxMessage.attempts,
+                    (Patient.opted_out & OutboxMessage.purpose.not_in(OPT_OUT_SAFE)).label("stop"),
+                )
+                .outerjoin(Patient, Patient.id == OutboxMessage.patient_id)
+                .where(OutboxMessage.id.in_(ids))
+                .order_by(OutboxMessage.id)
+            ).all()
+        return [tuple(r) for r in rows]
 
     def drain(self, max_rounds: int = 1000) -> int:
         """Send until nothing is ready; returns how many rows were handled."""
@@ -289,23 +307,15 @@ class Relay:
                 break
         return total
 
-    def _deliver(self, row_id: int) -> None:
+    def _deliver(self, loaded: tuple) -> None:
         try:
-            self._deliver_one(row_id)
+            self._deliver_one(*loaded)
         except Exception:  # a bug in one row must not stop the relay
-            log.exception("outbox row %s could not be delivered", row_id)
+            log.exception("outbox row %s could not be delivered", loaded[0])
 
-    def _deliver_one(self, row_id: int) -> None:
-        # Read without the write lock (SQLite); write only to record what happened.
-        with self.db.ReadSession() as s:
-            row = s.get(OutboxMessage, row_id)
-            if row is None or row.status != "sending":
-                return  # an echo already settled it
-            patient = s.get(Patient, row.patient_id) if row.patient_id else None
-            opted_out = patient is not None and patient.opted_out
-            if opted_out and row.purpose in OPT_OUT_SAFE:
-                opted_out = False
-            endpoint, body, attempts = row.endpoint, row.body, row.attempts
+    def _deliver_one(self, row_id, status, endpoint, body, attempts, opted_out) -> None:
+        if status != "sending":
+            return  # an echo already settled it
         if opted_out:
             with self.db.transaction() as s:
                 row = s.get(OutboxMessage, row_id)
