@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from .db import Database, claim, insert_ignore
-from .models import OutboxMessage, Patient
+from .models import InboxEvent, OutboxMessage, Patient
 from .whapi import bodies
 from .whapi.bodies import Button, Row
 from .whapi.client import SendResult
@@ -216,6 +216,19 @@ def _ready_in_chat_order():
     )
 
 
+def _echoes_caught_up():
+    """An uncertain send (timed out, or left in flight by a dead worker) may have gone out.
+
+    It is retried only once every message webhook that arrived before it fell due has been
+    handled: Whapi's `from_me` echo of the first attempt may be among them, and settles it.
+    """
+    return OutboxMessage.uncertain_since.is_(None) | ~exists().where(
+        InboxEvent.kind == "messages",
+        InboxEvent.status.in_(("pending", "processing")),
+        InboxEvent.received_at <= OutboxMessage.next_attempt_at,
+    )
+
+
 class Relay:
     """Claims outbox rows and hands them to the gateway client, a few chats at a time."""
 
@@ -271,7 +284,10 @@ class Relay:
             now=self.clock(),
             lease=self.lease,
             limit=self.batch,
-            ready=_ready_in_chat_order(),
+            # A row left 'sending' by a dead worker comes back only through park_abandoned.
+            ready=(OutboxMessage.status == "pending")
+            & _ready_in_chat_order()
+            & _echoes_caught_up(),
             order_by=[OutboxMessage.id],
             claimed_status="sending",
         )

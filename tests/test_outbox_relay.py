@@ -353,3 +353,15 @@ def test_a_send_left_in_flight_without_an_echo_is_sent_once_after_a_lease(
     assert live_server.outgoing(PHONE) == []
     retry_until_settled(relay, clock)
     assert sent_texts(live_server) == ["Lost with its worker"]
+
+
+def test_a_send_left_in_flight_is_never_taken_straight_back_by_the_claim(live_server, relay, clock):
+    relay.drain()  # the relay has just looked for abandoned sends; it will not look again soon
+    queue_text(live_server.runtime, "Only through the parking step")
+    abandon(live_server.runtime, clock)
+    relay.drain()
+    assert live_server.outgoing(PHONE) == []
+    assert row(live_server.runtime, "test:1").status == "sending"
+    assert relay.park_abandoned(clock()) == 1
+    retry_until_settled(relay, clock)
+    assert sent_texts(live_server) == ["Only through the parking step"]
