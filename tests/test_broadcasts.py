@@ -209,18 +209,12 @@ def test_a_run_of_gateway_refusals_pauses_the_broadcast_and_says_why(
     progress = api.get(f"/broadcasts/{bid}").get_json()
     assert progress["status"] == "paused"
     assert "429" in progress["reason"] and "refused 3 sends in a row" in progress["reason"]
-    assert progress["pending"] == 10  # the refused sends are waiting again
-    with runtime.db.Session() as s:
-        attempts = sum(
-            r.attempts
-            for r in s.execute(select(OutboxMessage)).scalars()
-            if r.purpose == "broadcast"
-        )
-    # Paused: time passes and nothing more is tried.
+    assert progress["pending"] == 10  # the refused (429: not sent) sends are waiting again
+    # Paused: the refused rows were taken back, not left to retry, and time changes nothing.
+    assert [r for r in _outbox(runtime) if r.purpose == "broadcast"] == []
     run_for(runtime, clock, 60, relay)
     assert api.get(f"/broadcasts/{bid}").get_json()["status"] == "paused"
     assert [r for r in _outbox(runtime) if r.purpose == "broadcast"] == []
-    assert attempts == 0  # the refused rows were taken back, not left to retry
 
     live_server.http.delete(faults)
     assert api.post(f"/broadcasts/{bid}/resume").status_code == 200
@@ -229,6 +223,26 @@ def test_a_run_of_gateway_refusals_pauses_the_broadcast_and_says_why(
     sends = _sandbox_sends(live_server)
     assert len(sends) == 10 and set(sends.values()) == {1}
     assert api.get(f"/broadcasts/{bid}").get_json()["sent"] == 10
+
+
+def test_a_run_of_403_refusals_pauses_too_and_counts_them_as_failed(
+    live_server, api, runtime, clock
+):
+    use_profile(runtime, broadcasts={"min_interval": "3s", "jitter": "0s"})
+    faults = f"{live_server.base_url}/sandbox/api/faults"
+    live_server.http.post(faults, json={"status": 403, "count": 3, "message": "Forbidden"})
+    bid = api.post("/broadcasts", {"text": "Banned?", "patient_phones": phones(6)}).get_json()["id"]
+    relay = Relay(runtime.db, runtime.client, runtime.clock)
+    run_for(runtime, clock, 12, relay)
+    progress = api.get(f"/broadcasts/{bid}").get_json()
+    assert progress["status"] == "paused" and "HTTP 403" in progress["reason"]
+    assert (progress["failed"], progress["pending"]) == (3, 3)
+    assert api.post(f"/broadcasts/{bid}/resume").status_code == 200
+    run_for(runtime, clock, 30, relay)
+    relay.close()
+    done = api.get(f"/broadcasts/{bid}").get_json()
+    assert (done["status"], done["sent"], done["failed"]) == ("done", 3, 3)
+    assert sum(_sandbox_sends(live_server).values()) == 3
 
 
 def test_pause_resume_and_cancel_from_the_api(api, runtime, clock):
