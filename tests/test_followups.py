@@ -246,3 +246,29 @@ def test_tapping_cancel_on_the_reminder_cancels_and_voids_the_rest(chat, clock):
     assert [r.idempotency_key for r in outbox(chat.runtime, "reminder:")] == [
         f"reminder:{appt_id}:1:24h"
     ]
+
+
+def test_a_reminders_api_entry_shows_when_it_was_sent_and_read_or_that_it_failed(chat, clock):
+    from clinic_bot.models import Appointment
+    from clinic_bot.reminders import reminders_for
+
+    first = book(chat.runtime, PHONE, START)
+    second = book(chat.runtime, "4915199999999", START + timedelta(minutes=30))
+    clock.set(START - timedelta(hours=24))
+    tick(chat)  # the first is handed to the gateway
+    clock.advance(minutes=7)
+    receipt(chat, f"reminder:{first}:1:24h")
+    faults = f"{chat.base_url}/sandbox/api/faults"
+    chat.http.post(faults, json={"status": 400, "message": "Wrong request parameters"})
+    clock.set(START - timedelta(hours=23, minutes=30))
+    tick(chat)  # the gateway refuses the second for good
+
+    with chat.runtime.db.Session() as s:
+        ok = reminders_for(s, s.get(Appointment, first))[0]
+        bad = reminders_for(s, s.get(Appointment, second))[0]
+    assert (ok["status"], ok["sent_at"], ok["read_at"]) == (
+        "sent",
+        "2026-11-30T09:00:00Z",
+        "2026-11-30T09:07:00Z",
+    )
+    assert bad["status"] == "failed" and "HTTP 400" in bad["reason"]
