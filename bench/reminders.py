@@ -265,6 +265,7 @@ def run(db: str, url: str, args, gateway: FakeGateway) -> dict:
 
 
 def main() -> None:
+    """Run on SQLite (and PostgreSQL when asked), print, write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg-url", help="also run on this PostgreSQL database (it is wiped)")
     parser.add_argument("--appointments", type=int, default=100_000)

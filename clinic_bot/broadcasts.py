@@ -52,6 +52,7 @@ class Audience:
     appointments_on: date | None = None
 
     def describe(self) -> str:
+        """A short human description, kept on the broadcast for staff."""
         parts = []
         if self.phones:
             parts.append(f"{len(self.phones)} phones")
