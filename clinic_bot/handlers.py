@@ -80,7 +80,8 @@ def handle_patient_message(ctx: HandlerContext, event: ev.PatientMessage) -> str
             )
             return "opted out"
         return "already opted out"
-    if text and optout.is_opt_in(text) and optout.opt_in(patient, event.event_id, ctx.now):
+    opting_in = text and optout.is_opt_in(text)
+    if opting_in and optout.opt_in(ctx.session, patient, event.event_id, ctx.now):
         ctx.outbox.text(patient, ctx.profile.text("opted_in", patient.language))
         patient.last_inbound_at = ctx.now
         conversation.show_menu(ctx, patient)

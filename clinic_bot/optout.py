@@ -13,8 +13,10 @@ from .models import Patient
 OPT_OUT_WORDS = {"STOP", "STOPP", "PARAR", "BAJA", "ARRÊT", "ARRET", "UNSUBSCRIBE"}
 OPT_IN_WORDS = {"START"}
 
-# Other areas (reminders, broadcasts) register what to void when a patient opts out.
+# Other areas (reminders, broadcasts) register what to void when a patient opts out, and what
+# to bring back when they opt in again.
 OPT_OUT_HOOKS: list[Callable[[Session, Patient, datetime], None]] = []
+OPT_IN_HOOKS: list[Callable[[Session, Patient, datetime], None]] = []
 
 
 def _keyword(text: str) -> str:
@@ -50,11 +52,14 @@ def opt_out(session: Session, patient: Patient, message_id: str, now: datetime) 
     return True
 
 
-def opt_in(patient: Patient, message_id: str, now: datetime) -> bool:
-    """Opt the patient back in; False when they were not opted out."""
+def opt_in(session: Session, patient: Patient, message_id: str, now: datetime) -> bool:
+    """Opt the patient back in (their booked visits get reminders again); False when not out."""
     if not patient.opted_out:
         return False
     patient.opted_out = False
     patient.opted_in_at = now
     patient.opt_in_message_id = message_id
+    session.flush()
+    for hook in OPT_IN_HOOKS:
+        hook(session, patient, now)
     return True

@@ -479,7 +479,21 @@ def void_for_patient(session: Session, patient: Patient, now: datetime) -> None:
     )
 
 
+def replan_for_patient(session: Session, patient: Patient, now: datetime) -> None:
+    """A patient who opts in again gets reminders for their visits still ahead."""
+    appts = session.execute(
+        select(Appointment).where(
+            Appointment.patient_id == patient.id,
+            Appointment.status.in_(ACTIVE_STATUSES),
+            Appointment.starts_at > now,
+        )
+    ).scalars()
+    for appt in appts:
+        plan_reminders(session, appt, now, "status")
+
+
 appointment_hooks.APPOINTMENT_HOOKS.append(plan_reminders)
 handlers.STATUS_HOOKS.append(on_status)
 optout.OPT_OUT_HOOKS.append(void_for_patient)
+optout.OPT_IN_HOOKS.append(replan_for_patient)
 worker.TICKS.append(("reminders", send_due))

@@ -398,3 +398,27 @@ def test_the_running_worker_sends_a_due_reminder_by_itself(live):
     sent = live.wait_for(lambda: [m for m in live.outgoing(PHONE) if m.get("buttons")], timeout=20)
     assert [b["id"] for b in sent[0]["buttons"]][0] == f"appt:{appt_id}:1:confirm"
     assert reminders(runtime, appt_id)[(1, "24h")].status == "sent"
+
+
+def test_stop_voids_the_reminders_and_start_brings_back_those_still_ahead(runtime, clock):
+    from clinic_bot import optout
+    from clinic_bot.handlers import get_or_create_patient
+
+    clock.set(utc("2026-11-20T09:00Z"))
+    appt_id = book(runtime, PHONE, utc("2026-12-01T09:00Z"))
+    with runtime.db.transaction() as s:
+        optout.opt_out(s, get_or_create_patient(s, PHONE, clock()), "stop-1", clock())
+    assert {r.status for r in reminders(runtime, appt_id).values()} == {"voided"}
+    clock.set(utc("2026-12-01T08:00Z"))
+    send_due(runtime)
+    assert outbox(runtime) == []
+
+    clock.set(utc("2026-11-30T10:00Z"))
+    with runtime.db.transaction() as s:
+        optout.opt_in(s, get_or_create_patient(s, PHONE, clock()), "start-1", clock())
+    rows = reminders(runtime, appt_id)
+    assert rows[(1, "24h")].status == "skipped"  # its moment passed while the patient was out
+    assert rows[(1, "2h")].status == "pending"
+    clock.set(utc("2026-12-01T07:00Z"))
+    send_due(runtime)
+    assert [r.idempotency_key for r in outbox(runtime)] == [f"reminder:{appt_id}:1:2h"]
