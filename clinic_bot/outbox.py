@@ -14,10 +14,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
-from .db import Database, claim, insert_ignore
+from .db import Database, UTCDateTime, claim, insert_ignore
 from .models import InboxEvent, OutboxMessage, Patient
 from .whapi import bodies
 from .whapi.bodies import Button, Row
@@ -344,18 +344,30 @@ class Relay:
     def record(self, row_id: int, result: SendResult, attempts: int) -> None:
         """Store what one send attempt gave: sent, a retry later, or a dead letter."""
         now = self.clock()
+        if result.ok:
+            # The common case in one statement: an echo or a status may have got here first,
+            # so keep what they recorded and only move the status forward.
+            with self.db.transaction() as s:
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row_id)
+                    .values(
+                        provider_message_id=func.coalesce(
+                            OutboxMessage.provider_message_id, result.message_id
+                        ),
+                        status=case(
+                            (OutboxMessage.status.in_(("pending", "sending")), "sent"),
+                            else_=OutboxMessage.status,
+                        ),
+                        sent_at=func.coalesce(OutboxMessage.sent_at, literal(now, UTCDateTime())),
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            return
         with self.db.transaction() as s:
             row = s.get(OutboxMessage, row_id)
-            if row is None:
-                return
-            if result.ok:
-                row.provider_message_id = row.provider_message_id or result.message_id
-                if STATUS_RANK.get(row.status, -1) < STATUS_RANK["sent"]:
-                    row.status = "sent"
-                row.sent_at = row.sent_at or now
-                row.last_error = None
-                return
-            if row.status != "sending":
+            if row is None or row.status != "sending":
                 return  # settled meanwhile by an echo or a status webhook
             row.last_error = result.error
             if result.uncertain:
@@ -371,7 +383,7 @@ class Relay:
 
     def next_due(self) -> datetime | None:
         """When the earliest pending row becomes due (for the reactor's sleep)."""
-        with self.db.Session() as s:
+        with self.db.ReadSession() as s:
             return s.execute(
                 select(OutboxMessage.next_attempt_at)
                 .where(OutboxMessage.status == "pending")

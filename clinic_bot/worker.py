@@ -145,7 +145,7 @@ def heartbeat(runtime: Runtime) -> None:
 
 
 def _next_inbox_due(runtime: Runtime):
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         return s.execute(
             select(InboxEvent.next_attempt_at)
             .where(InboxEvent.status == "pending")
