@@ -198,9 +198,15 @@ def venv_bin(name: str) -> str:
     return str(path)
 
 
+# The Procfile's web settings: 2 workers with 4 threads each, so a worker waiting on a commit's
+# WAL flush (PostgreSQL) or the SQLite write lock does not leave its core idle.
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "4"))
+
+
 def gunicorn_cmd(app: str, port: int) -> list[str]:
     """The web command under test, the same for clinic_bot, the baseline and the trivial app."""
-    return [venv_bin("gunicorn"), app, "-w", "2", "--bind", f"127.0.0.1:{port}"]
+    cmd = [venv_bin("gunicorn"), app, "-w", "2", "--bind", f"127.0.0.1:{port}"]
+    return cmd + ["--threads", str(WEB_THREADS)] if WEB_THREADS > 1 else cmd
 
 
 # ---------------------------------------------------------------- the systems under test

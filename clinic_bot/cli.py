@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -112,12 +113,26 @@ def _ensure_admin(runtime: Runtime) -> tuple[str, str] | None:
     return email, password
 
 
+def _lower_priority(increment: int) -> None:
+    """Let webhook acknowledgements come first when web and worker share a machine's cores.
+
+    Whapi retries an unanswered webhook, so acks are the latency that matters; replies can trail
+    a burst by a moment. On hosts where the worker has its own machine (Heroku dynos) it is moot.
+    """
+    if increment > 0:
+        try:
+            os.nice(increment)
+        except OSError:
+            log.warning("could not lower the worker's CPU priority")
+
+
 @main.command()
 def worker() -> None:
     """Worker only: inbox, outbox and the periodic ticks (production `worker` process)."""
     from .worker import Worker
 
     runtime = _runtime()
+    _lower_priority(int(os.environ.get("WORKER_NICE", "10")))
     w = Worker(runtime, blocking=True)
 
     def _stop(*_):
