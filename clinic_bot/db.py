@@ -166,6 +166,17 @@ def insert_ignore(
     return list(result.scalars()) if returning else []
 
 
+def next_due(db: Database, model) -> datetime | None:
+    """When the earliest pending row of `model` becomes due (how long a loop may sleep)."""
+    with db.ReadSession() as s:
+        return s.execute(
+            select(model.next_attempt_at)
+            .where(model.status == "pending")
+            .order_by(model.next_attempt_at)
+            .limit(1)
+        ).scalar()
+
+
 def claim(
     db: Database,
     model,

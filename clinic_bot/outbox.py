@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
-from .db import Database, UTCDateTime, claim, insert_ignore
+from .db import Database, UTCDateTime, claim, insert_ignore, next_due
 from .models import InboxEvent, OutboxMessage, Patient
 from .whapi import bodies
 from .whapi.bodies import Button, Row
@@ -382,14 +382,8 @@ class Relay:
                 log.error("send %s dead-lettered: %s", row_id, result.error)
 
     def next_due(self) -> datetime | None:
-        """When the earliest pending row becomes due (for the reactor's sleep)."""
-        with self.db.ReadSession() as s:
-            return s.execute(
-                select(OutboxMessage.next_attempt_at)
-                .where(OutboxMessage.status == "pending")
-                .order_by(OutboxMessage.next_attempt_at)
-                .limit(1)
-            ).scalar()
+        """When the earliest pending row becomes due (for the sender loop's sleep)."""
+        return next_due(self.db, OutboxMessage)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

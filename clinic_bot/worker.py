@@ -15,10 +15,9 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
-from sqlalchemy import select
 
 from . import events as ev
-from .db import claim
+from .db import claim, next_due
 from .handlers import DISPATCH, HandlerContext, RetryLater, handle_ignored
 from .models import GatewayState, InboxEvent
 from .outbox import LEASE as OUTBOX_LEASE
@@ -144,16 +143,6 @@ def heartbeat(runtime: Runtime) -> None:
             row.value, row.updated_at = value, now
 
 
-def _next_inbox_due(runtime: Runtime):
-    with runtime.db.ReadSession() as s:
-        return s.execute(
-            select(InboxEvent.next_attempt_at)
-            .where(InboxEvent.status == "pending")
-            .order_by(InboxEvent.next_attempt_at)
-            .limit(1)
-        ).scalar()
-
-
 class Worker:
     """The reactor thread plus the APScheduler ticks."""
 
@@ -212,7 +201,7 @@ class Worker:
         while not self._stop.is_set():
             try:
                 drain_inbox(self.runtime, on_handled=self.send_waker.wake)
-                timeout = self._until_due(_next_inbox_due(self.runtime))
+                timeout = self._until_due(next_due(self.runtime.db, InboxEvent))
             except Exception:
                 log.exception("inbox round failed")
                 timeout = 1.0
