@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 from .runtime import Runtime
@@ -22,7 +23,16 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         SECRET_KEY=runtime.settings.secret_key,
         MAX_CONTENT_LENGTH=MAX_WEBHOOK_BYTES,
         JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # A real Whapi channel needs a public HTTPS URL, so staff logins then travel over HTTPS
+        # only; the sandbox on a laptop is plain http://127.0.0.1.
+        SESSION_COOKIE_SECURE=not runtime.settings.sandbox
+        or runtime.settings.public_url.startswith("https://"),
     )
+    if not runtime.settings.sandbox:
+        # Heroku's router terminates TLS and says so in X-Forwarded-Proto / -For (one hop).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     app.extensions["clinic_bot"] = runtime
     register_blueprints(app, runtime)
     register_errorhandlers(app)

@@ -280,3 +280,24 @@ def test_login_returns_to_the_page_asked_for_but_never_to_another_site(live_serv
         allow_redirects=False,
     )
     assert away.headers["Location"] == "/staff/"
+
+
+def test_with_a_real_whapi_channel_the_login_cookie_travels_over_https_only(
+    settings, staff_user, runtime
+):
+    from clinic_bot import create_app
+
+    runtime.settings.whapi_token = "a-real-channel-token"  # production: no sandbox
+    client = create_app(runtime).test_client()
+    base = "https://clinic.example"
+    page = client.get("/staff/login", base_url=base)
+    token = CSRF_FIELD.search(page.text).group(1)
+    r = client.post(
+        "/staff/login",
+        base_url=base,
+        data={"email": EMAIL, "password": PASSWORD, "csrf_token": token},
+        headers={"Referer": f"{base}/staff/login"},  # Flask-WTF's strict check over HTTPS
+    )
+    assert r.status_code == 302
+    cookie = r.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
