@@ -15,7 +15,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .db import insert_ignore
 from .models import InboxEvent
-from .wakeup import notify_in_transaction, signal_file, touch
 from .whapi.payloads import EnvelopeError, split_envelope
 
 log = logging.getLogger(__name__)
@@ -84,12 +83,10 @@ def whapi_webhook(secret: str | None = None):
     try:
         with runtime.db.transaction() as s:
             stored = insert_ignore(s, InboxEvent, rows, key="dedupe_key")
-            if stored:
-                notify_in_transaction(s, runtime.db.is_postgres)
     except (DBAPIError, PoolTimeout):
         log.exception("could not store a webhook; Whapi will retry")
         return _error(503, "unavailable", "the database cannot take the event now; retry")
     if stored:
         runtime.waker.wake()
-        touch(signal_file(runtime.settings.database_url))
+        runtime.announcer.announce()
     return jsonify(ok=True, received=len(rows), stored=len(stored)), 200

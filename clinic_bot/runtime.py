@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from .config import EXAMPLE_PROFILE, Settings
 from .db import Database
 from .profile import Profile, load_profile
+from .wakeup import Announcer
 from .whapi.client import WhapiClient
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class Runtime:
     client: WhapiClient
     clock: Callable[[], datetime] = system_clock
     waker: Waker = field(default_factory=Waker)
+    announcer: Announcer = field(init=False)
 
     def __post_init__(self):
+        self.announcer = Announcer(self.settings.database_url, self.db.engine)
         # Hooks run inside a caller's transaction with only the session (appointment changes):
         # they reach the clinic profile and clock through `session.info["runtime"]`.
         self.db.Session.configure(info={"runtime": self})

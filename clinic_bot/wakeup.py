@@ -1,7 +1,8 @@
 """Wake the worker as soon as a webhook is stored, within one process or across processes.
 
 - same process (`clinic-bot run`): a threading.Event;
-- PostgreSQL: NOTIFY in the webhook's transaction, LISTEN on a dedicated worker connection;
+- PostgreSQL: NOTIFY from a small announcer thread in each web process, after the webhook's
+  commit, coalescing a burst into few NOTIFYs; LISTEN on a dedicated worker connection;
 - SQLite (always one machine): the webhook touches a file beside the database, the worker
   watches its modification time.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import text
@@ -28,10 +30,51 @@ def signal_file(database_url: str) -> Path | None:
     return Path(url.database).with_suffix(".wake")
 
 
-def notify_in_transaction(session, is_postgres: bool) -> None:
-    """Queue a NOTIFY that PostgreSQL delivers when the webhook's transaction commits."""
-    if is_postgres:
-        session.execute(text(f"NOTIFY {CHANNEL}"))
+class Announcer:
+    """Tells workers in other processes that new inbox rows are committed.
+
+    PostgreSQL: a NOTIFY inside each webhook's transaction made committing webhooks queue on
+    the server's notification lock (measured: 394 acks/s with it, 476 without). Instead the
+    webhook pokes this announcer after its commit, and one thread per process sends NOTIFY in
+    its own short transaction; pokes that arrive meanwhile are answered by one more NOTIFY, so
+    no wake-up is lost and a burst costs a few NOTIFYs, not one per webhook.
+    SQLite: the webhook touches the signal file (a stat-watched mtime; no lock involved).
+    """
+
+    def __init__(self, database_url: str, engine):
+        self.engine = engine
+        self.is_postgres = make_url(database_url).get_backend_name() == "postgresql"
+        self.path = signal_file(database_url)
+        self._poked = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def announce(self) -> None:
+        """Say that rows were committed; returns at once."""
+        if not self.is_postgres:
+            touch(self.path)
+            return
+        with self._lock:
+            # Started lazily in the process that pokes: threads do not survive a fork.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="announcer", daemon=True)
+                self._thread.start()
+        self._poked.set()
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            self._poked.clear()
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text(f"NOTIFY {CHANNEL}"))
+                    conn.commit()
+            except Exception:
+                log.warning("could not NOTIFY the worker; trying again in a second")
+                time.sleep(1.0)
+                self._poked.set()
 
 
 def touch(path: Path | None) -> None:
