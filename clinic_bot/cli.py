@@ -45,6 +45,8 @@ def main() -> None:
     # Every tick would log two lines at INFO; keep the log for what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # One line per request would bury the log under the simulator's polling.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 @main.command()
