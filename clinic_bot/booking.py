@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from .appointment_hooks import appointment_changed
 from .availability import candidates, free_slots, local_today
+from .db import insert_ignore
 from .models import Appointment, Patient, PractitionerLock
 from .models.appointments import ACTIVE_STATUSES, SOURCES
 from .profile import Profile
@@ -51,16 +52,8 @@ def _aware(value: datetime, name: str) -> datetime:
 
 def lock_practitioner(session: Session, practitioner_id: str) -> None:
     """Take the practitioner's lock row for the rest of the transaction (creating it if missing)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(
-        insert(PractitionerLock)
-        .values(practitioner_id=practitioner_id)
-        .on_conflict_do_nothing(index_elements=["practitioner_id"])
-    )
+    rows = [{"practitioner_id": practitioner_id}]
+    insert_ignore(session, PractitionerLock, rows, key="practitioner_id", returning=None)
     # SQLAlchemy drops FOR UPDATE on SQLite, where BEGIN IMMEDIATE already serializes writers.
     session.execute(
         select(PractitionerLock.practitioner_id)
