@@ -337,7 +337,7 @@ def pace(runtime, rng: random.Random | None = None) -> int:
     now = runtime.clock()
     plan_until = now + timedelta(seconds=2 * runtime.settings.worker_tick_seconds)
     queued = 0
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         if s.execute(select(Broadcast.id).where(Broadcast.status == "running")).first() is None:
             return 0  # the usual case: no broadcast, no lock taken
     with runtime.db.transaction() as s:

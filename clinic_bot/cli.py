@@ -240,7 +240,7 @@ def calendar_export(output: str | None, practitioner_id: str | None) -> None:
     if practitioner_id is not None and runtime.profile.practitioner(practitioner_id) is None:
         click.echo(f"error: unknown practitioner {practitioner_id!r}", err=True)
         sys.exit(2)
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         data = export_calendar(
             s, runtime.profile, practitioner_id=practitioner_id, now=runtime.clock()
         )

@@ -16,7 +16,7 @@ def healthz():
     """200 with the state of each part; 503 when the database cannot be reached."""
     runtime = current_app.extensions["clinic_bot"]
     try:
-        with runtime.db.Session() as s:
+        with runtime.db.ReadSession() as s:
             s.execute(text("SELECT 1"))
             worker = s.get(GatewayState, "worker")
             channel = s.get(GatewayState, "channel")

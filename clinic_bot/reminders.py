@@ -264,7 +264,7 @@ def _anything_due(db, now: datetime) -> bool:
     The claim's OR of "due" and "lease run out" can make a planner with table statistics
     (SQLite after ANALYZE) scan the table; an idle tick must cost next to nothing.
     """
-    with db.Session() as s:
+    with db.ReadSession() as s:
         due = select(Reminder.id).where(Reminder.status == "pending", Reminder.due_at <= now)
         # Claimed rows are few and short-lived: any of them sends us to the claim, which
         # checks their lease (a range on locked_until would not be index-only).

@@ -55,6 +55,7 @@ class Runtime:
         # Hooks run inside a caller's transaction with only the session (appointment changes):
         # they reach the clinic profile and clock through `session.info["runtime"]`.
         self.db.Session.configure(info={"runtime": self})
+        self.db.ReadSession.configure(info={"runtime": self})
 
     @classmethod
     def build(cls, settings: Settings, *, clock=None, profile: Profile | None = None, **db_kw):

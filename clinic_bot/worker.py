@@ -81,7 +81,7 @@ def process_inbox_row(runtime: Runtime, row_id: int) -> str | None:
 
 def _fail(runtime: Runtime, row_id: int, exc: Exception, now) -> None:
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         attempts = s.get(InboxEvent, row_id).attempts
     dead = attempts >= MAX_EVENT_ATTEMPTS
     _reschedule(runtime, row_id, error, now + event_backoff(attempts), dead=dead)

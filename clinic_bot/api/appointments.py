@@ -171,7 +171,7 @@ def list_appointments():
         stmt = stmt.join(Patient, Appointment.patient_id == Patient.id).where(
             Patient.phone == q["patient_phone"]
         )
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         items = [appointment_json(s, a) for a in s.execute(stmt).scalars()]
     return jsonify(items=items)
 
@@ -180,7 +180,7 @@ def list_appointments():
 def get_appointment(appointment_id: int):
     """One appointment."""
     runtime = current_app.extensions["clinic_bot"]
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         appt = s.get(Appointment, appointment_id)
         if appt is None:
             return api_error(404, "not_found", f"no appointment {appointment_id}")

@@ -37,7 +37,7 @@ def require_token():
     if scheme.lower() != "bearer" or not token.strip():
         return api_error(401, "unauthorized", "send Authorization: Bearer <token>")
     runtime = current_app.extensions["clinic_bot"]
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         row = s.execute(
             select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip()))
         ).scalar_one_or_none()

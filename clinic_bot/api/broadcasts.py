@@ -82,7 +82,7 @@ def create_broadcast():
 def get_broadcast(broadcast_id: int):
     """A broadcast's progress."""
     runtime = current_app.extensions["clinic_bot"]
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         b = s.get(Broadcast, broadcast_id)
         if b is None:
             return api_error(404, "not_found", f"no broadcast {broadcast_id}")

@@ -40,7 +40,7 @@ def get_patient(phone: str):
     except InvalidPhone as exc:
         return api_error(400, "invalid_phone", str(exc))
     runtime = current_app.extensions["clinic_bot"]
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         p = s.execute(select(Patient).where(Patient.phone == digits)).scalar_one_or_none()
         if p is None:
             return api_error(404, "not_found", f"no patient with phone {digits}")

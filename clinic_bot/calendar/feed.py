@@ -19,7 +19,7 @@ def feed(token: str):
     # Constant-time compare: the token is the only thing guarding the clinic's schedule.
     if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         abort(404)
-    with runtime.db.Session() as s:
+    with runtime.db.ReadSession() as s:
         data = export_calendar(s, runtime.profile, now=runtime.clock())
     return Response(
         data,

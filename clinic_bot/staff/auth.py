@@ -38,7 +38,7 @@ def current_staff() -> StaffIdentity | None:
     user_id = session.get(SESSION_KEY)
     if not isinstance(user_id, int):
         return None
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         user = s.get(StaffUser, user_id)
         return StaffIdentity(user.id, user.email, user.role) if user else None
 
@@ -63,7 +63,7 @@ def require_login():
 
 
 def _check(email: str, password: str) -> StaffIdentity | None:
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         user = s.execute(
             select(StaffUser).where(func.lower(StaffUser.email) == email.lower())
         ).scalar_one_or_none()

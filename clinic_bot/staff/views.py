@@ -21,7 +21,7 @@ def _staff_page_context():
     staff = getattr(g, "staff", None)
     count = 0
     if staff is not None:
-        with _runtime().db.Session() as s:
+        with _runtime().db.ReadSession() as s:
             count = queries.problem_count(s)
     profile = _runtime().profile
     return {
@@ -48,7 +48,7 @@ def day():
         shown = date.fromisoformat(raw) if raw else local_today()
     except ValueError:
         shown, error = local_today(), f"{raw!r} is not a date (YYYY-MM-DD); showing today."
-    with rt.db.Session() as s:
+    with rt.db.ReadSession() as s:
         rows = queries.appointments_on(s, shown, rt.profile)
     return render_template(
         "staff/day.html",
@@ -66,7 +66,7 @@ def problems():
     """Dead-lettered events and messages with their errors, the channel and the worker."""
     rt = _runtime()
     now = rt.clock()
-    with rt.db.Session() as s:
+    with rt.db.ReadSession() as s:
         events = queries.dead_inbox_events(s)
         messages = queries.dead_outbox_messages(s)
         state = queries.system_state(s, now)

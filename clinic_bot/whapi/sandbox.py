@@ -60,7 +60,7 @@ def _timestamp(dt: datetime) -> int:
 
 
 def _state(key: str, default):
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         row = s.get(GatewayState, key)
         return row.value if row is not None else default
 
@@ -382,7 +382,7 @@ def gateway_patch_settings():
 
 def _out_message(message_id: str | None, phone: str, want: str, choice_id: str):
     """The interactive message a tap answers: by id, else the newest one offering `choice_id`."""
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         stmt = select(SandboxMessage).where(
             SandboxMessage.phone == phone, SandboxMessage.direction == "out"
         )
@@ -581,7 +581,7 @@ def patient_transcript(phone: str):
     except InvalidPhone as exc:
         return jsonify(error={"code": "invalid_phone", "message": str(exc)}), 400
     after = request.args.get("after", default=0, type=int)
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         rows = s.execute(
             select(SandboxMessage)
             .where(SandboxMessage.phone == phone, SandboxMessage.id > after)
@@ -601,7 +601,7 @@ def patient_transcript(phone: str):
 @bp.get("/api/patients")
 def patients():
     """Every simulated patient with a chat."""
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         phones = s.execute(select(SandboxMessage.phone).distinct()).scalars().all()
     return jsonify(patients=sorted(phones))
 
@@ -614,7 +614,7 @@ def send_status():
     status = data.get("status")
     if status not in codes or not isinstance(data.get("message_id"), str):
         return jsonify(error={"code": "invalid_body", "message": "message_id and status"}), 400
-    with _runtime().db.Session() as s:
+    with _runtime().db.ReadSession() as s:
         msg = s.execute(
             select(SandboxMessage).where(SandboxMessage.message_id == data["message_id"])
         ).scalar()
