@@ -144,7 +144,7 @@ def heartbeat(runtime: Runtime) -> None:
 
 
 class Worker:
-    """The reactor thread plus the APScheduler ticks."""
+    """The inbox and sender loops (threads) plus the APScheduler ticks."""
 
     def __init__(self, runtime: Runtime, *, blocking: bool = False):
         self.runtime = runtime
@@ -175,10 +175,6 @@ class Worker:
                 self.send_waker.wake()  # a tick may have queued sends
 
         return run
-
-    def react_once(self) -> int:
-        """Drain the inbox, then the outbox; returns rows handled."""
-        return drain_inbox(self.runtime) + self.relay.drain()
 
     def _until_due(self, due) -> float:
         """Seconds to sleep: the tick, or less when a retry falls due sooner."""
