@@ -1,5 +1,5 @@
 """The WSGI entry point for gunicorn: `gunicorn wsgi:app`."""
 
-from clinic_bot import create_app
+from clinic_bot.app import create_app
 
 app = create_app()

@@ -32,12 +32,13 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from fake_gateway import FakeGateway  # noqa: E402
 
-from clinic_bot.config import Settings, normalize_database_url  # noqa: E402
-from clinic_bot.migrate import upgrade  # noqa: E402
+from clinic_bot.bootstrap import build_runtime  # noqa: E402
+from clinic_bot.core.migrate import upgrade  # noqa: E402
+from clinic_bot.core.runtime import Runtime  # noqa: E402
+from clinic_bot.delivery.relay import Relay  # noqa: E402
 from clinic_bot.models import Appointment, Patient, Reminder  # noqa: E402
-from clinic_bot.outbox import Relay  # noqa: E402
-from clinic_bot.reminders import send_due  # noqa: E402
-from clinic_bot.runtime import Runtime  # noqa: E402
+from clinic_bot.schedules.reminders.tick import send_due  # noqa: E402
+from clinic_bot.settings import Settings, normalize_database_url  # noqa: E402
 
 TARGET_IDLE_TICK_MS = 20.0
 CHUNK = 5000
@@ -62,7 +63,7 @@ def _runtime(url: str, gateway_url: str, instance: Path) -> Runtime:
         },
         instance_path=instance,
     )
-    return Runtime.build(settings)
+    return build_runtime(settings)
 
 
 def _insert_appointments(runtime: Runtime, start_id: int, count: int, starts_at, now) -> None:

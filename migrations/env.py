@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from clinic_bot import models  # noqa: F401  (registers every table)
-from clinic_bot.config import Settings
-from clinic_bot.db import Base
+from clinic_bot.core.db import Base
+from clinic_bot.settings import Settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,9 +6,9 @@ import copy
 import tomllib
 from datetime import datetime
 
-from clinic_bot.config import EXAMPLE_PROFILE
-from clinic_bot.handlers import get_or_create_patient
-from clinic_bot.profile import Profile, parse_profile
+from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.domain.profile import Profile, parse_profile
+from clinic_bot.settings import EXAMPLE_PROFILE
 
 with EXAMPLE_PROFILE.open("rb") as _fh:
     EXAMPLE = tomllib.load(_fh)

@@ -15,11 +15,12 @@ import requests
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
-from clinic_bot import create_app
-from clinic_bot.config import Settings, normalize_database_url
-from clinic_bot.db import Base
-from clinic_bot.migrate import upgrade
-from clinic_bot.runtime import Runtime
+from clinic_bot.app import create_app
+from clinic_bot.bootstrap import build_runtime
+from clinic_bot.core.db import Base
+from clinic_bot.core.migrate import upgrade
+from clinic_bot.core.runtime import Runtime
+from clinic_bot.settings import Settings, normalize_database_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -102,7 +103,7 @@ def clock() -> FakeClock:
 def runtime(settings, request) -> Runtime:
     """A runtime on the test database; uses the `clock` fixture only when the test asks for it."""
     clock = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
-    rt = Runtime.build(settings, clock=clock)
+    rt = build_runtime(settings, clock=clock)
     yield rt
     rt.db.dispose()
 

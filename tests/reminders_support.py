@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from clinic_bot.appointment_hooks import appointment_changed
-from clinic_bot.config import EXAMPLE_PROFILE
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.domain.appointment_changes import appointment_changed
+from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.domain.profile import parse_profile
 from clinic_bot.models import Appointment, OutboxMessage, Reminder
-from clinic_bot.profile import parse_profile
+from clinic_bot.settings import EXAMPLE_PROFILE
 
 with EXAMPLE_PROFILE.open("rb") as _fh:
     EXAMPLE = tomllib.load(_fh)

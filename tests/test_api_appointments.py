@@ -9,12 +9,12 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from clinic_bot.api.auth import create_token
 from clinic_bot.models import Appointment, OutboxMessage, Patient
+from clinic_bot.web.api.auth import create_token
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PHONE = "4915112345678"
-HAS_REMINDERS = importlib.util.find_spec("clinic_bot.reminders") is not None
+HAS_REMINDERS = importlib.util.find_spec("clinic_bot.schedules.reminders") is not None
 
 
 @pytest.fixture

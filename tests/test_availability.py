@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinic_bot.availability import days_with_free_slots, free_slots, local_instant
+from clinic_bot.domain.availability import days_with_free_slots, free_slots, local_instant
 from clinic_bot.models import Appointment
 from tests.booking_support import make_profile
 

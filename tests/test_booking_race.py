@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from clinic_bot import booking
+from clinic_bot.domain import booking
 from clinic_bot.models import Appointment
 from tests.booking_support import make_profile, patient
 from tests.conftest import TEST_DATABASE_URL

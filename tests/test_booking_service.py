@@ -7,9 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic_bot import booking
-from clinic_bot.appointment_hooks import APPOINTMENT_HOOKS
-from clinic_bot.availability import free_slots
+from clinic_bot.domain import booking
+from clinic_bot.domain.availability import free_slots
 from clinic_bot.models import Appointment
 from tests.booking_support import make_profile, patient
 
@@ -23,16 +22,15 @@ def at(hh: int, mm: int = 0, day: date = TUESDAY) -> datetime:
 
 
 @pytest.fixture
-def changes():
-    """Record every appointment_changed call through the real hook registry."""
+def changes(runtime):
+    """Record every appointment_changed call through the runtime's hook registry."""
     seen: list[tuple[int, str, int]] = []
 
     def hook(session, appt, now, change):
         seen.append((appt.id, change, appt.version))
 
-    APPOINTMENT_HOOKS.append(hook)
+    runtime.registry.on_appointment_change(hook)
     yield seen
-    APPOINTMENT_HOOKS.remove(hook)
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from clinic_bot.api.auth import create_token
-from clinic_bot.broadcasts import pace
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.bootstrap import build_runtime
+from clinic_bot.delivery.relay import Relay
+from clinic_bot.domain.patients import get_or_create_patient
 from clinic_bot.models import OutboxMessage
 from clinic_bot.models.broadcasts import BroadcastRecipient
-from clinic_bot.outbox import Relay
-from clinic_bot.runtime import Runtime
+from clinic_bot.schedules.broadcasts import pace
+from clinic_bot.web.api.auth import create_token
 from tests.reminders_support import book, use_profile
 
 # 10:00 in Berlin on a Wednesday: outside the default quiet hours (21:00-08:00).
@@ -183,7 +183,7 @@ def test_a_restart_mid_broadcast_resumes_without_repeating_anyone(
     assert 0 < sum(first_part.values()) < 12
 
     # A new process on the same database (the old one was killed between two ticks).
-    again = Runtime.build(settings, clock=clock, profile=runtime.profile)
+    again = build_runtime(settings, clock=clock, profile=runtime.profile)
     again.client.base_url = runtime.client.base_url
     relay = Relay(again.db, again.client, again.clock)
     run_for(again, clock, 80, relay)
@@ -272,7 +272,7 @@ def test_pause_resume_and_cancel_from_the_api(api, runtime, clock):
 
 
 def test_a_patient_who_opts_out_mid_broadcast_is_skipped_and_counted(api, runtime, clock):
-    from clinic_bot import optout
+    from clinic_bot.domain import patients as optout
 
     use_profile(runtime, broadcasts={"min_interval": "10s", "jitter": "0s"})
     bid = api.post("/broadcasts", {"text": "Mid", "patient_phones": phones(3)}).get_json()["id"]

@@ -13,7 +13,7 @@ from conftest import TEST_DATABASE_URL, WEBHOOK_SECRET
 from sqlalchemy import create_engine, inspect, select, text
 from werkzeug.security import check_password_hash
 
-from clinic_bot.db import Database
+from clinic_bot.core.db import Database
 from clinic_bot.models import StaffUser
 
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")

@@ -13,10 +13,10 @@ import icalendar
 import pytest
 from sqlalchemy import func, select
 
-from clinic_bot import availability
-from clinic_bot.api.auth import create_token
-from clinic_bot.conversation import render
+from clinic_bot.domain import availability
 from clinic_bot.models import Appointment, InboxEvent, OutboxMessage, Patient
+from clinic_bot.reactions.conversation import render
+from clinic_bot.web.api.auth import create_token
 
 PHONE = "4915112345678"
 MENU = ["Book", "My appointments", "Talk to reception"]

@@ -8,10 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clinic_bot.conversation import ids, steps, words
-from clinic_bot.conversation.table import RESTING, STATES, TRANSITIONS, describe, next_state
-from clinic_bot.profile import parse_profile
-from clinic_bot.whapi import bodies
+from clinic_bot.adapters.whapi import bodies
+from clinic_bot.domain.profile import parse_profile
+from clinic_bot.reactions.conversation import ids, steps, words
+from clinic_bot.reactions.conversation.table import (
+    RESTING,
+    STATES,
+    TRANSITIONS,
+    describe,
+    next_state,
+)
 from tests.booking_support import EXAMPLE, make_profile
 from tests.conversations.chat import Chat
 
@@ -315,7 +321,7 @@ def test_every_text_key_the_conversation_uses_exists_in_english_and_spanish(runt
     import re
     from pathlib import Path
 
-    import clinic_bot.conversation as pkg
+    import clinic_bot.reactions.conversation as pkg
 
     source = "\n".join(p.read_text() for p in Path(pkg.__file__).parent.glob("*.py"))
     keys = set(re.findall(r'"(conv_[a-z_]+)"', source)) - {"conv_offscript_", "conv_appt_"}
@@ -328,7 +334,7 @@ def test_every_text_key_the_conversation_uses_exists_in_english_and_spanish(runt
 
 
 def test_a_book_again_button_from_another_area_starts_booking_at_once(chat):
-    from clinic_bot.conversation import MENU_BOOK
+    from clinic_bot.reactions.conversation import MENU_BOOK
 
     [days] = chat.tap_id(MENU_BOOK, "Book again")
     assert days.kind == "list" and chat.patient().state == "day"

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from clinic_bot.delivery.relay import Relay
+from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import OutboxMessage
-from clinic_bot.outbox import Relay
-from clinic_bot.reminders import send_due
-from clinic_bot.worker import drain_inbox
+from clinic_bot.schedules.reminders.tick import send_due
 from tests.reminders_support import (
     body_text,
     book,
@@ -249,8 +249,8 @@ def test_tapping_cancel_on_the_reminder_cancels_and_voids_the_rest(chat, clock):
 
 
 def test_a_reminders_api_entry_shows_when_it_was_sent_and_read_or_that_it_failed(chat, clock):
+    from clinic_bot.domain.reminder_trail import reminders_for
     from clinic_bot.models import Appointment
-    from clinic_bot.reminders import reminders_for
 
     first = book(chat.runtime, PHONE, START)
     second = book(chat.runtime, "4915199999999", START + timedelta(minutes=30))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from icalendar import Calendar
 
-from clinic_bot import booking
-from clinic_bot.calendar.ics_export import appointment_invitation, clinic_slug
+from clinic_bot.adapters.ical.export import appointment_invitation, clinic_slug
+from clinic_bot.domain import booking
 from tests.booking_support import make_profile, patient
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

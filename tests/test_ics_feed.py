@@ -10,11 +10,11 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from clinic_bot import booking
-from clinic_bot.api.auth import create_token
-from clinic_bot.calendar.ics_export import appointment_uid, export_calendar
-from clinic_bot.calendar.ics_import import import_calendar
+from clinic_bot.adapters.ical.export import appointment_uid, export_calendar
+from clinic_bot.adapters.ical.importer import import_calendar
+from clinic_bot.domain import booking
 from clinic_bot.models import Appointment
+from clinic_bot.web.api.auth import create_token
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 
@@ -228,7 +228,7 @@ def test_feed_with_the_right_token_serves_the_calendar_and_any_other_is_404(live
 
 
 def test_feed_token_comes_from_the_environment_when_set(tmp_path, database_url):
-    from clinic_bot.config import Settings
+    from clinic_bot.settings import Settings
 
     env = {"DATABASE_URL": database_url, "CALENDAR_FEED_TOKEN": "feed-token-from-env"}
     settings = Settings.from_env(env=env, instance_path=tmp_path / "inst")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from clinic_bot.calendar.ics_import import WINDOW_DAYS, CalendarRefused, import_calendar
+from clinic_bot.adapters.ical.importer import WINDOW_DAYS, CalendarRefused, import_calendar
 from clinic_bot.models import Appointment
 from clinic_bot.models.calendar import ImportedEvent
 from clinic_bot.models.reminders import Reminder
@@ -538,7 +538,7 @@ def test_cli_import_of_a_missing_file_exits_2(runtime, settings, tmp_path):
 
 
 def test_a_cancellation_made_by_staff_holds_until_the_calendar_changes_the_event(runtime):
-    from clinic_bot import booking
+    from clinic_bot.domain import booking
 
     run_import(runtime, ics(vevent("a@x", "20261201T090000Z")), NOW)
     with runtime.db.transaction() as s:

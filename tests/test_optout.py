@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from clinic_bot.api.auth import create_token
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.delivery.outbox import Outbox
+from clinic_bot.domain.patients import get_or_create_patient
 from clinic_bot.models import InboxEvent, OutboxMessage
-from clinic_bot.outbox import Outbox
+from clinic_bot.web.api.auth import create_token
 
 PHONE = "4915112345678"
 

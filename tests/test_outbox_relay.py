@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from clinic_bot.db import claim
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.core.db import claim
+from clinic_bot.delivery.outbox import Outbox, enqueue
+from clinic_bot.delivery.relay import LEASE, Relay
+from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import InboxEvent, OutboxMessage
-from clinic_bot.outbox import LEASE, Outbox, Relay, enqueue
-from clinic_bot.worker import drain_inbox
 
 PHONE = "4915112345678"
 CHAT = f"{PHONE}@s.whatsapp.net"

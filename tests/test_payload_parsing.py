@@ -10,10 +10,10 @@ import pytest
 from conftest import payloads_dir
 from sqlalchemy import select
 
-from clinic_bot import events as ev
+from clinic_bot.adapters.whapi.payloads import parse_item, split_envelope
+from clinic_bot.domain import events as ev
+from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import InboxEvent, OutboxMessage
-from clinic_bot.whapi.payloads import parse_item, split_envelope
-from clinic_bot.worker import drain_inbox
 
 INDIA = "919984351847"
 AUSTRALIA = "61371989950"

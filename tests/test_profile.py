@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clinic_bot.config import EXAMPLE_PROFILE, Settings
-from clinic_bot.profile import ProfileError, load_profile, parse_profile
-from clinic_bot.runtime import Runtime
+from clinic_bot.bootstrap import build_runtime
+from clinic_bot.domain.profile import ProfileError, load_profile, parse_profile
+from clinic_bot.settings import EXAMPLE_PROFILE, Settings
 
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")
 TOKEN_CREATE = ["api-token", "create", "tests"]
@@ -157,7 +157,7 @@ def test_the_runtime_does_not_start_with_a_bad_profile(tmp_path, database_url):
         instance_path=tmp_path / "instance",
     )
     with pytest.raises(ProfileError) as err:
-        Runtime.build(settings)
+        build_runtime(settings)
     assert err.value.key == "clinic.timezone"
 
 

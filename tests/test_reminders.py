@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from clinic_bot.domain.reminder_trail import reminders_for
 from clinic_bot.models import Appointment
-from clinic_bot.reminders import reminders_for, send_due
+from clinic_bot.schedules.reminders.tick import send_due
 from tests.reminders_support import (
     body_text,
     book,
@@ -248,9 +249,9 @@ def test_concurrent_ticks_send_each_due_reminder_exactly_once(runtime, clock):
 
 
 def test_a_claim_whose_worker_died_is_taken_again_after_its_lease(runtime, clock):
-    from clinic_bot.db import claim
+    from clinic_bot.core.db import claim
     from clinic_bot.models import Reminder
-    from clinic_bot.reminders import LEASE
+    from clinic_bot.schedules.reminders.plan import LEASE
 
     clock.set(utc("2026-11-20T09:00Z"))
     appt_id = book(runtime, PHONE, utc("2026-12-01T09:00Z"))
@@ -292,7 +293,7 @@ def test_reminders_for_lists_one_entry_per_offset_with_utc_instants(runtime, clo
 
 
 def test_a_reminder_that_cannot_be_rendered_fails_alone_and_the_others_go_out(runtime, clock):
-    from clinic_bot.reminders import LEASE, MAX_ATTEMPTS
+    from clinic_bot.schedules.reminders.plan import LEASE, MAX_ATTEMPTS
 
     # A clinic's own Spanish text with a placeholder the reminder does not know.
     runtime.profile.texts["es"]["reminder_body"] = "Hola {apellido}, su cita es el {date}."
@@ -320,7 +321,7 @@ def test_a_reminder_that_cannot_be_rendered_fails_alone_and_the_others_go_out(ru
 def test_the_api_answer_that_creates_or_moves_an_appointment_lists_its_reminders(
     runtime, client, clock
 ):
-    from clinic_bot.api.auth import create_token
+    from clinic_bot.web.api.auth import create_token
 
     clock.set(utc("2026-11-20T09:00Z"))
     with runtime.db.transaction() as s:
@@ -356,8 +357,8 @@ def test_the_api_answer_that_creates_or_moves_an_appointment_lists_its_reminders
 def test_an_appointment_without_a_patient_plans_skipped_reminders_until_one_is_found(
     runtime, clock
 ):
-    from clinic_bot.appointment_hooks import appointment_changed
-    from clinic_bot.handlers import get_or_create_patient
+    from clinic_bot.domain.appointment_changes import appointment_changed
+    from clinic_bot.domain.patients import get_or_create_patient
 
     clock.set(utc("2026-11-20T09:00Z"))
     start = utc("2026-12-01T09:00Z")
@@ -380,8 +381,8 @@ def test_an_appointment_without_a_patient_plans_skipped_reminders_until_one_is_f
 def test_the_running_worker_sends_a_due_reminder_by_itself(live):
     from datetime import UTC
 
-    from clinic_bot.appointment_hooks import appointment_changed
-    from clinic_bot.handlers import get_or_create_patient
+    from clinic_bot.domain.appointment_changes import appointment_changed
+    from clinic_bot.domain.patients import get_or_create_patient
 
     runtime = live.runtime
     now = datetime.now(UTC)
@@ -401,8 +402,8 @@ def test_the_running_worker_sends_a_due_reminder_by_itself(live):
 
 
 def test_stop_voids_the_reminders_and_start_brings_back_those_still_ahead(runtime, clock):
-    from clinic_bot import optout
-    from clinic_bot.handlers import get_or_create_patient
+    from clinic_bot.domain import patients as optout
+    from clinic_bot.domain.patients import get_or_create_patient
 
     clock.set(utc("2026-11-20T09:00Z"))
     appt_id = book(runtime, PHONE, utc("2026-12-01T09:00Z"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from clinic_bot.appointment_hooks import appointment_changed
+from clinic_bot.domain.appointment_changes import appointment_changed
 from clinic_bot.models import Appointment, Patient, Reminder
 from tests.conftest import TEST_DATABASE_URL
 

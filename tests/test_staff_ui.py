@@ -9,7 +9,7 @@ import pytest
 import requests
 from werkzeug.security import generate_password_hash
 
-from clinic_bot import booking
+from clinic_bot.domain import booking
 from clinic_bot.models import GatewayState, InboxEvent, OutboxMessage, Patient, StaffUser
 
 EMAIL = "reception@clinic.test"
@@ -285,7 +285,7 @@ def test_login_returns_to_the_page_asked_for_but_never_to_another_site(live_serv
 def test_with_a_real_whapi_channel_the_login_cookie_travels_over_https_only(
     settings, staff_user, runtime
 ):
-    from clinic_bot import create_app
+    from clinic_bot.app import create_app
 
     runtime.settings.whapi_token = "a-real-channel-token"  # production: no sandbox
     client = create_app(runtime).test_client()

@@ -10,9 +10,9 @@ import requests
 from conftest import WEBHOOK_SECRET, payloads_dir
 from sqlalchemy import func, select
 
+from clinic_bot.delivery.relay import Relay
+from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import InboxEvent, OutboxMessage, Patient
-from clinic_bot.outbox import Relay
-from clinic_bot.worker import drain_inbox
 
 PHONE = "4915112345678"
 MSG = {"type": "messages", "event": "post"}
@@ -432,9 +432,9 @@ def test_our_own_messages_coming_back_are_never_answered(live_server):
 @pytest.fixture
 def unreachable(tmp_path):
     """The app with a database that cannot be opened (its folder does not exist)."""
-    from clinic_bot import create_app
-    from clinic_bot.config import Settings
-    from clinic_bot.runtime import Runtime
+    from clinic_bot.app import create_app
+    from clinic_bot.bootstrap import build_runtime
+    from clinic_bot.settings import Settings
 
     settings = Settings.from_env(
         env={
@@ -444,7 +444,7 @@ def unreachable(tmp_path):
         },
         instance_path=tmp_path / "instance",
     )
-    runtime = Runtime.build(settings)
+    runtime = build_runtime(settings)
     yield create_app(runtime).test_client()
     runtime.db.dispose()
 

@@ -15,12 +15,17 @@ import pytest
 from conftest import WEBHOOK_SECRET, payloads_dir
 from sqlalchemy import func, select
 
-from clinic_bot import handlers
-from clinic_bot.db import claim
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.core.db import claim
+from clinic_bot.delivery.outbox import Outbox
+from clinic_bot.delivery.relay import Relay
+from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.intake.inbox_loop import (
+    INBOX_LEASE,
+    MAX_EVENT_ATTEMPTS,
+    drain_inbox,
+    process_inbox_row,
+)
 from clinic_bot.models import InboxEvent, OutboxMessage, Reaction, SandboxMessage
-from clinic_bot.outbox import Outbox, Relay
-from clinic_bot.worker import INBOX_LEASE, MAX_EVENT_ATTEMPTS, drain_inbox, process_inbox_row
 
 PHONE = "4915112345678"
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")
@@ -152,16 +157,16 @@ class HookExploded(RuntimeError):
 
 
 @pytest.fixture
-def exploding_status_hook():
+def exploding_status_hook(runtime):
     """A buggy hook from another area: it raises for one message's statuses."""
 
     def hook(ctx, event, outcome):
         if event.event_id == "wamid-poison":
             raise HookExploded("a status hook failed for wamid-poison")
 
-    handlers.STATUS_HOOKS.append(hook)
+    runtime.registry.on_status(hook)
     yield hook
-    handlers.STATUS_HOOKS.remove(hook)
+    runtime.registry.status_hooks.remove(hook)
 
 
 def _sent_row(runtime, provider_id: str) -> None:

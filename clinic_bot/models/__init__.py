@@ -1,9 +1,9 @@
 """Typed SQLAlchemy models, one module per area; importing this package registers them all."""
 
-from .appointments import Appointment, PractitionerLock
-from .broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
-from .calendar import ImportedEvent  # noqa: F401
-from .core import (
+from clinic_bot.models.appointments import Appointment, PractitionerLock
+from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
+from clinic_bot.models.calendar import ImportedEvent  # noqa: F401
+from clinic_bot.models.core import (
     ApiToken,
     GatewayState,
     InboxEvent,
@@ -12,8 +12,8 @@ from .core import (
     Reaction,
     StaffUser,
 )
-from .reminders import Reminder  # noqa: F401
-from .sandbox import SandboxMessage
+from clinic_bot.models.reminders import Reminder  # noqa: F401
+from clinic_bot.models.sandbox import SandboxMessage
 
 __all__ = [
     "ApiToken",

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..db import Base, UTCDateTime
-from .core import Patient, utcnow
+from clinic_bot.core.db import Base, UTCDateTime
+from clinic_bot.models.core import Patient, utcnow
 
 ACTIVE_STATUSES = ("booked", "confirmed")
 STATUSES = ("booked", "confirmed", "cancelled", "no_show", "completed")

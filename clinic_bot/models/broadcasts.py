@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, UTCDateTime
-from .core import utcnow
+from clinic_bot.core.db import Base, UTCDateTime
+from clinic_bot.models.core import utcnow
 
 
 class Broadcast(Base):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, UTCDateTime
+from clinic_bot.core.db import Base, UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -56,7 +56,7 @@ class Patient(Base):
     opt_out_message_id: Mapped[str | None] = mapped_column(String(200))
     opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opt_in_message_id: Mapped[str | None] = mapped_column(String(200))
-    # Conversation state machine (see clinic_bot.conversation).
+    # Conversation state machine (see clinic_bot.reactions.conversation).
     state: Mapped[str] = mapped_column(String(40), default="idle")
     state_data: Mapped[dict] = mapped_column(JSON, default=dict)
     prompt_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -129,6 +129,17 @@ class GatewayState(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @classmethod
+    def put(cls, session, key: str, value: dict, now: datetime) -> GatewayState:
+        """Set the fact `key` to `value` (insert or update) in the caller's transaction."""
+        row = session.get(cls, key)
+        if row is None:
+            row = cls(key=key, value=value, updated_at=now)
+            session.add(row)
+        else:
+            row.value, row.updated_at = value, now
+        return row
 
 
 class StaffUser(Base):

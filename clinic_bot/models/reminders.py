@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
-from ..db import Base, UTCDateTime
-from .appointments import Appointment
-from .core import utcnow
+from clinic_bot.core.db import Base, UTCDateTime
+from clinic_bot.models.appointments import Appointment
+from clinic_bot.models.core import utcnow
 
 # Kinds that are not an offset label from the profile ("24h", "2h", …).
 FOLLOWUP = "noshow_followup"

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import Base, UTCDateTime
-from .core import utcnow
+from clinic_bot.core.db import Base, UTCDateTime
+from clinic_bot.models.core import utcnow
 
 
 class SandboxMessage(Base):

@@ -8,7 +8,7 @@ Create Date: 2026-11-24 02:07:06.404586
 import sqlalchemy as sa
 from alembic import op
 
-import clinic_bot.db
+import clinic_bot.core.db
 
 revision = "0003"
 down_revision = "0002"
@@ -26,9 +26,9 @@ def upgrade() -> None:
         sa.Column("audience", sa.String(length=200), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=True),
-        sa.Column("created_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("resumed_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resumed_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("broadcast", schema=None) as batch_op:
@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("outbox_key", sa.String(length=300), nullable=True),
-        sa.Column("scheduled_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("scheduled_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["broadcast_id"], ["broadcast.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["patient_id"],
@@ -63,16 +63,16 @@ def upgrade() -> None:
         sa.Column("appointment_id", sa.Integer(), nullable=False),
         sa.Column("appointment_version", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
-        sa.Column("due_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("due_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("locked_until", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("quiet_since", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("locked_until", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("quiet_since", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("outbox_key", sa.String(length=300), nullable=True),
-        sa.Column("sent_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("read_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("read_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["appointment_id"], ["appointment.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(

@@ -8,7 +8,7 @@ Create Date: 2026-11-24 02:26:11.435431
 import sqlalchemy as sa
 from alembic import op
 
-import clinic_bot.db
+import clinic_bot.core.db
 
 revision = "0004"
 down_revision = "0003"
@@ -26,8 +26,8 @@ def upgrade() -> None:
         sa.Column("sequence", sa.Integer(), nullable=False),
         sa.Column("appointment_id", sa.Integer(), nullable=False),
         sa.Column("import_cancelled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", clinic_bot.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["appointment_id"], ["appointment.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("source", "uid_key", name="uq_imported_event_key"),

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from clinic_bot import events as ev
-from clinic_bot.conversation import words
-from clinic_bot.handlers import HandlerContext, handle_patient_message
+from clinic_bot.delivery.outbox import Outbox
+from clinic_bot.domain import events as ev
 from clinic_bot.models import OutboxMessage, Patient
-from clinic_bot.outbox import Outbox
+from clinic_bot.reactions.context import HandlerContext
+from clinic_bot.reactions.conversation import words
+from clinic_bot.reactions.messages import handle_patient_message
 
 _ids = itertools.count(1)
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from clinic_bot import availability, booking
-from clinic_bot.conversation import handoff, words
-from clinic_bot.handlers import get_or_create_patient
+from clinic_bot.adapters.whapi import bodies
+from clinic_bot.domain import availability, booking
+from clinic_bot.domain.patients import get_or_create_patient
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.models.appointments import ACTIVE_STATUSES
-from clinic_bot.whapi import bodies
-from clinic_bot.whapi.sandbox import _check_interactive
+from clinic_bot.reactions.conversation import handoff, words
+from clinic_bot.sandbox.gateway import _check_interactive
 
 from .chat import Chat, Sent
 

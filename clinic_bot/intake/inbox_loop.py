@@ -1,0 +1,130 @@
+"""Event IN, second half: claim stored inbox rows and hand each to the reaction for its type.
+
+Each row's domain changes and outbox rows commit in one transaction; a failure is retried with
+backoff (2, 4, 8, 16 s) and dead-lettered with its error after 5 attempts, kept for staff.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import timedelta
+
+from clinic_bot.adapters.whapi.payloads import parse_item
+from clinic_bot.core.db import claim
+from clinic_bot.core.runtime import Runtime
+from clinic_bot.delivery.outbox import Outbox
+from clinic_bot.domain import events as ev
+from clinic_bot.models import GatewayState, InboxEvent
+from clinic_bot.reactions.context import HandlerContext, RetryLater
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_ATTEMPTS = 5
+INBOX_LEASE = timedelta(minutes=2)
+INBOX_BATCH = 50
+RETRY_LATER_DELAY = timedelta(seconds=2)
+
+
+def event_backoff(attempts: int) -> timedelta:
+    """Delay before retrying a failed event: 2, 4, 8, 16 seconds…"""
+    return timedelta(seconds=min(300, 2**attempts))
+
+
+def process_inbox_row(runtime: Runtime, row_id: int) -> str | None:
+    """Handle one claimed inbox row; its domain changes and outbox rows commit together."""
+    now = runtime.clock()
+    try:
+        with runtime.db.transaction() as s:
+            row = s.get(InboxEvent, row_id)
+            if row is None or row.status != "processing":
+                return None
+            if row.attempts > MAX_EVENT_ATTEMPTS:
+                # Every earlier claim died with its process: a poison event. Keep it for staff.
+                row.status, row.processed_at = "dead", now
+                row.last_error = f"the worker stopped while handling it {row.attempts - 1} times"
+                return None
+            event = parse_item(row.kind, row.event_method, row.payload, row.dedupe_key)
+            handler = runtime.registry.handler_for(type(event))
+            ctx = HandlerContext(
+                session=s,
+                runtime=runtime,
+                now=now,
+                inbox_id=row.id,
+                received_at=row.received_at,
+                outbox=Outbox(s, now, f"reply:{event.event_id}"),
+            )
+            if handler is None:
+                outcome, ignored = f"no reaction installed for {type(event).__name__}", True
+            else:
+                outcome, ignored = handler(ctx, event), isinstance(event, ev.Ignored)
+            row.status = "ignored" if ignored else "done"
+            row.outcome = (outcome or "")[:200]
+            row.processed_at = now
+            row.last_error = None
+            return outcome
+    except RetryLater as exc:
+        _reschedule(runtime, row_id, str(exc), now + RETRY_LATER_DELAY, dead=False)
+    except Exception as exc:
+        log.exception("inbox event %s failed", row_id)
+        _fail(runtime, row_id, exc, now)
+    return None
+
+
+def _fail(runtime: Runtime, row_id: int, exc: Exception, now) -> None:
+    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    with runtime.db.ReadSession() as s:
+        attempts = s.get(InboxEvent, row_id).attempts
+    dead = attempts >= MAX_EVENT_ATTEMPTS
+    _reschedule(runtime, row_id, error, now + event_backoff(attempts), dead=dead)
+    if dead:
+        log.error("inbox event %s dead-lettered after %d attempts: %s", row_id, attempts, error)
+
+
+def _reschedule(runtime: Runtime, row_id: int, error: str, when, *, dead: bool) -> None:
+    with runtime.db.transaction() as s:
+        row = s.get(InboxEvent, row_id)
+        if row is None or row.status != "processing":
+            return
+        row.status = "dead" if dead else "pending"
+        row.last_error = error[:4000]
+        row.next_attempt_at = when
+
+
+def lease_for(runtime: Runtime, default: timedelta) -> timedelta:
+    """The claim lease: WORKER_LEASE_SECONDS when set, else the given default."""
+    seconds = runtime.settings.worker_lease_seconds
+    return timedelta(seconds=seconds) if seconds else default
+
+
+def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None) -> int:
+    """Claim and handle inbox rows until none is ready; returns how many were handled.
+
+    `on_handled` runs after each row's transaction, so the relay can send its replies at once.
+    """
+    total = 0
+    lease = lease_for(runtime, INBOX_LEASE)
+    for _ in range(max_rounds):
+        ids = claim(
+            runtime.db,
+            InboxEvent,
+            now=runtime.clock(),
+            lease=lease,
+            limit=INBOX_BATCH,
+            order_by=[InboxEvent.id],
+        )
+        if not ids:
+            break
+        for row_id in ids:
+            process_inbox_row(runtime, row_id)
+            if on_handled is not None:
+                on_handled()
+        total += len(ids)
+    return total
+
+
+def heartbeat(runtime: Runtime) -> None:
+    """Record that the worker is alive, for /healthz."""
+    now = runtime.clock()
+    with runtime.db.transaction() as s:
+        GatewayState.put(s, "worker", {"last_tick": now.isoformat()}, now)

@@ -1,0 +1,721 @@
+"""What each state asks (entering it) and what a pick in it does (choosing).
+
+`go(turn, event)` follows the transition table; `enter_<state>` sends that state's prompt, or
+fires the `skip` event at once when there is nothing to ask (a single service, a known name).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from clinic_bot.adapters.whapi.bodies import (
+    BUTTON_TITLE,
+    MAX_BUTTONS,
+    MAX_LIST_ROWS,
+    ROW_TITLE,
+    shorten,
+)
+from clinic_bot.domain import availability, booking
+from clinic_bot.models import Appointment
+from clinic_bot.models.appointments import ACTIVE_STATUSES
+from clinic_bot.reactions.conversation import ids, render
+from clinic_bot.reactions.conversation.table import next_state
+from clinic_bot.reactions.conversation.turn import Option, Turn
+
+PAGE = MAX_LIST_ROWS - 1  # rows per page when a "later" row is needed
+NAME_MAX = 100
+INTAKE_TEXT_MAX = 500
+
+
+def go(turn: Turn, event: str, **kw) -> None:
+    """Follow `event` from the current state to the next one and enter it."""
+    target = next_state(turn.state, event)
+    ENTER[target](turn, **kw)
+
+
+def back(turn: Turn) -> None:
+    """Return to the previous prompt (its answer is asked again), or to the menu."""
+    stack = list(turn.data.get("stack", []))
+    if len(stack) < 2:
+        enter_menu(turn)
+        return
+    stack.pop()
+    state, arg = stack.pop()
+    turn.data["stack"] = stack
+    ENTER[state](turn, arg=arg, again=True)
+
+
+# ---------------------------------------------------------------------------- menu & language
+
+
+def enter_menu(turn: Turn, **_) -> None:
+    """The main menu: Book / My appointments / Talk to reception (Language is typed)."""
+    p = turn.patient
+    name = p.name or p.push_name
+    body = turn.t("menu_body", name_part=f" {name.split()[0]}" if name and name.split() else "")
+    turn.data = {"stack": []}
+    turn.prompt(
+        "menu",
+        "buttons",
+        body,
+        [
+            Option("book", turn.t("menu_book")),
+            Option("appointments", turn.t("menu_appointments")),
+            Option("reception", turn.t("menu_reception")),
+        ],
+        footer=turn.t("conv_menu_footer"),
+    )
+
+
+def choose_menu(turn: Turn, value: str) -> None:
+    if value == "book":
+        turn.data = {"stack": turn.data.get("stack", []), "mode": "book"}
+    go(turn, value)
+
+
+def enter_language(turn: Turn, **_) -> None:
+    """Offer the profile's languages, each titled in its own language."""
+    options = [
+        Option(code, turn.profile.text("conv_language_name", code), aliases=(code,))
+        for code in turn.profile.languages
+    ]
+    body = turn.t("conv_language_ask")
+    if len(options) <= MAX_BUTTONS:
+        turn.prompt("language", "buttons", body, options)
+    else:
+        options = options[:MAX_LIST_ROWS]
+        turn.prompt(
+            "language",
+            "list",
+            body,
+            options,
+            label=turn.t("menu_language"),
+            section=turn.t("menu_language"),
+        )
+
+
+def set_language(turn: Turn, code: str) -> None:
+    """Switch the patient's language; what follows is in the new language."""
+    turn.patient.language = code
+    turn.lang = code
+
+
+def choose_language(turn: Turn, value: str) -> None:
+    set_language(turn, value)
+    go(turn, "picked")
+
+
+# ---------------------------------------------------------------------------- booking steps
+
+
+def rescheduling(turn: Turn) -> bool:
+    return turn.data.get("mode") == "reschedule"
+
+
+def enter_service(turn: Turn, again: bool = False, **_) -> None:
+    """Which service; skipped when the clinic offers one (or a reschedule keeps its own)."""
+    turn.state = "service"
+    if rescheduling(turn) and turn.data.get("service"):
+        go(turn, "skip")
+        return
+    profile = turn.profile
+    services = [s for s in profile.services if availability.candidates(profile, s.id, None)]
+    if len(services) == 1 and not again:
+        turn.data["service"] = services[0].id
+        go(turn, "skip")
+        return
+    if not services:
+        no_times(turn)
+        return
+    options = [
+        Option(
+            s.id,
+            s.name,
+            _full_if_cut(s.name, turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60))),
+        )
+        for s in services[:MAX_LIST_ROWS]
+    ]
+    turn.prompt(
+        "service",
+        "list",
+        turn.t("conv_service_ask"),
+        options,
+        label=turn.t("conv_service_label"),
+        section=turn.t("conv_service_section"),
+    )
+
+
+def _full_if_cut(name: str, extra: str = "") -> str:
+    """A row description: the full name when the title had to be shortened, then `extra`."""
+    parts = [name] if len(" ".join(name.split())) > ROW_TITLE else []
+    return " · ".join([*parts, extra] if extra else parts)
+
+
+def choose_service(turn: Turn, value: str) -> None:
+    turn.data["service"] = value
+    go(turn, "picked")
+
+
+def enter_practitioner(turn: Turn, again: bool = False, **_) -> None:
+    """Who; "any" first; skipped when one practitioner offers the service."""
+    turn.state = "practitioner"
+    people = availability.candidates(turn.profile, turn.data["service"], None)
+    if len(people) == 1 and not again:
+        turn.data["practitioner"] = people[0].id
+        go(turn, "skip")
+        return
+    if not people:
+        no_times(turn)
+        return
+    options = [Option("any", turn.t("conv_any_practitioner"), turn.t("conv_any_description"))]
+    options += [Option(p.id, p.name, _full_if_cut(p.name)) for p in people[: MAX_LIST_ROWS - 1]]
+    turn.prompt(
+        "practitioner",
+        "list",
+        turn.t("conv_practitioner_ask"),
+        options,
+        label=turn.t("conv_practitioner_label"),
+        section=turn.t("conv_practitioner_section"),
+    )
+
+
+def choose_practitioner(turn: Turn, value: str) -> None:
+    turn.data["practitioner"] = value
+    go(turn, "picked")
+
+
+def _practitioner_filter(turn: Turn) -> str | None:
+    chosen = turn.data.get("practitioner")
+    return None if chosen in (None, "any") else chosen
+
+
+def no_times(turn: Turn) -> None:
+    """Nothing free at all within the horizon: say so, offer reception, back to the menu."""
+    turn.say("conv_no_days")
+    turn.state = "day"
+    go(turn, "none")
+
+
+def enter_day(turn: Turn, arg=None, **_) -> None:
+    """Days with free slots, a page at a time ("Later days" pages on)."""
+    turn.state = "day"
+    after = date.fromisoformat(arg) if arg else None
+    days = availability.days_with_free_slots(
+        turn.session,
+        turn.profile,
+        service_id=turn.data["service"],
+        practitioner_id=_practitioner_filter(turn),
+        now=turn.now,
+        limit=MAX_LIST_ROWS,
+        after=after,
+    )
+    if not days:
+        no_times(turn)
+        return
+    options = [
+        Option(
+            d.isoformat(),
+            render.day_label(turn.profile, turn.lang, d),
+            aliases=(d.isoformat(), f"{d.day}/{d.month}", f"{d.day}.{d.month}"),
+        )
+        for d in days
+    ]
+    if len(options) == MAX_LIST_ROWS:
+        options = options[:PAGE]
+        turn.data["day_next"] = days[PAGE - 1].isoformat()
+        options.append(Option("more", turn.t("conv_later_days"), aliases=("more", "mas")))
+    turn.prompt(
+        "day",
+        "list",
+        turn.t("conv_day_ask"),
+        options,
+        arg=arg,
+        label=turn.t("conv_day_label"),
+        section=turn.t("conv_day_section"),
+    )
+
+
+def choose_day(turn: Turn, value: str) -> None:
+    if value == "more":
+        go(turn, "more", arg=turn.data.get("day_next"))
+        return
+    turn.data["day"] = value
+    go(turn, "picked")
+
+
+def _slot_value(slot) -> str:
+    return f"{int(slot.starts_at.timestamp())}@{slot.practitioner_id}"
+
+
+def parse_slot_value(value: str) -> tuple[datetime, str]:
+    """(start instant, practitioner id) from a slot option's value."""
+    from datetime import UTC
+
+    stamp, _, pid = value.partition("@")
+    return datetime.fromtimestamp(int(stamp), UTC), pid
+
+
+def _free_slots(turn: Turn, day: date):
+    ignore = [turn.data["appt"]] if rescheduling(turn) and turn.data.get("appt") else []
+    return availability.free_slots(
+        turn.session,
+        turn.profile,
+        service_id=turn.data["service"],
+        practitioner_id=_practitioner_filter(turn),
+        day=day,
+        now=turn.now,
+        ignore_ids=ignore,
+    )
+
+
+def enter_time(turn: Turn, arg=None, **_) -> None:
+    """Free start times on the chosen day; "Later times" pages on."""
+    turn.state = "time"
+    after = datetime.fromisoformat(arg) if arg else None
+    slots = [
+        s
+        for s in _free_slots(turn, date.fromisoformat(turn.data["day"]))
+        if after is None or s.starts_at > after
+    ]
+    if not slots:
+        turn.say("conv_day_full")
+        go(turn, "gone")
+        return
+    show_who = (
+        turn.data.get("practitioner") == "any"
+        and len(availability.candidates(turn.profile, turn.data["service"], None)) > 1
+    )
+    options = []
+    for s in slots[:MAX_LIST_ROWS]:
+        hhmm = render.clock(turn.profile, s.starts_at)
+        who = turn.profile.practitioner(s.practitioner_id)
+        options.append(
+            Option(
+                _slot_value(s),
+                hhmm,
+                who.name if show_who and who else "",
+                aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
+            )
+        )
+    if len(slots) > MAX_LIST_ROWS:
+        options = options[:PAGE]
+        turn.data["time_next"] = slots[PAGE - 1].starts_at.isoformat()
+        options.append(Option("more", turn.t("conv_later_times"), aliases=("more", "mas")))
+    day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
+    turn.prompt(
+        "time",
+        "list",
+        turn.t("conv_time_ask", date=day),
+        options,
+        arg=arg,
+        label=turn.t("conv_time_label"),
+        section=turn.t("conv_time_section"),
+    )
+
+
+def choose_time(turn: Turn, value: str) -> None:
+    if value == "more":
+        go(turn, "more", arg=turn.data.get("time_next"))
+        return
+    starts_at, pid = parse_slot_value(value)
+    turn.data["slot"] = {"at": starts_at.isoformat(), "p": pid}
+    go(turn, "picked")
+
+
+def enter_name(turn: Turn, again: bool = False, **_) -> None:
+    """The patient's name, asked only when we do not know it."""
+    turn.state = "name"
+    if rescheduling(turn) or (turn.patient.name and not again):
+        go(turn, "skip")
+        return
+    turn.prompt("name", "text", turn.t("conv_name_ask"))
+
+
+def valid_name(text: str) -> str | None:
+    """A typed name, tidied; None when it cannot be a name (no letters, too long)."""
+    name = " ".join(text.split())
+    if not name or len(name) > NAME_MAX or not any(c.isalpha() for c in name):
+        return None
+    return name
+
+
+def answer_name(turn: Turn, text: str) -> bool:
+    name = valid_name(text)
+    if name is None:
+        return False
+    turn.patient.name = name
+    go(turn, "answered")
+    return True
+
+
+def _pending_question(turn: Turn):
+    answered = turn.patient.intake or {}
+    return next((q for q in turn.profile.intake if q.id not in answered), None)
+
+
+def enter_intake(turn: Turn, arg=None, again: bool = False, **_) -> None:
+    """The next intake question not yet answered (a reschedule asks none)."""
+    turn.state = "intake"
+    question = None
+    if again and arg:
+        question = next((q for q in turn.profile.intake if q.id == arg), None)
+    elif not rescheduling(turn):
+        question = _pending_question(turn)
+    if question is None:
+        go(turn, "skip")
+        return
+    prompt = question.prompt.get(turn.lang) or next(iter(question.prompt.values()))
+    turn.data["q"] = question.id
+    if question.kind == "text":
+        turn.prompt("intake", "text", prompt, arg=question.id)
+        return
+    options = [
+        Option(o["id"], o["title"].get(turn.lang) or next(iter(o["title"].values())))
+        for o in question.options
+    ]
+    if question.kind == "buttons":
+        turn.prompt("intake", "buttons", prompt, options, arg=question.id)
+    else:
+        turn.prompt(
+            "intake",
+            "list",
+            prompt,
+            options,
+            arg=question.id,
+            label=turn.t("conv_intake_label"),
+            section=turn.t("conv_intake_section"),
+        )
+
+
+def _store_answer(turn: Turn, value: str) -> None:
+    turn.patient.intake = {**(turn.patient.intake or {}), turn.data["q"]: value}
+    go(turn, "answered")
+
+
+def choose_intake(turn: Turn, value: str) -> None:
+    _store_answer(turn, value)
+
+
+def answer_intake(turn: Turn, text: str) -> bool:
+    answer = " ".join(text.split())[:INTAKE_TEXT_MAX]
+    if not answer:
+        return False
+    _store_answer(turn, answer)
+    return True
+
+
+def _who(turn: Turn, pid: str | None) -> str:
+    person = turn.profile.practitioner(pid) if pid else None
+    return person.name if person else turn.t("conv_any_practitioner")
+
+
+def _service_name(turn: Turn, sid: str | None) -> str:
+    service = turn.profile.service(sid) if sid else None
+    return service.name if service else turn.t("conv_service_default")
+
+
+def enter_summary(turn: Turn, **_) -> None:
+    """What will be booked (or moved), with Confirm / Change / Cancel."""
+    slot = turn.data["slot"]
+    at = datetime.fromisoformat(slot["at"])
+    key = "conv_summary_move" if rescheduling(turn) else "conv_summary"
+    body = turn.t(
+        key,
+        service=_service_name(turn, turn.data.get("service")),
+        practitioner=_who(turn, slot["p"]),
+        when=render.when(turn.profile, turn.lang, at),
+        name=turn.patient.name or "",
+    )
+    turn.prompt(
+        "summary",
+        "buttons",
+        body,
+        [
+            Option("confirm", turn.t("conv_confirm")),
+            Option("change", turn.t("conv_change")),
+            Option("cancel", turn.t("conv_cancel")),
+        ],
+    )
+
+
+def choose_summary(turn: Turn, value: str) -> None:
+    if value == "change":
+        keep = {k: turn.data[k] for k in ("mode", "appt", "appt_v") if k in turn.data}
+        if rescheduling(turn):
+            keep["service"] = turn.data.get("service")
+        turn.data = {**keep, "stack": []}
+        go(turn, "change")
+    elif value == "cancel":
+        turn.say("conv_moving_cancelled" if rescheduling(turn) else "conv_booking_cancelled")
+        go(turn, "cancel")
+    else:
+        place(turn)
+
+
+def place(turn: Turn) -> None:
+    """Book (or move) the chosen slot; a slot taken since offers the next free ones."""
+    slot = turn.data["slot"]
+    at = datetime.fromisoformat(slot["at"])
+    try:
+        if rescheduling(turn):
+            appt = own_appointment(turn, turn.data.get("appt"), turn.data.get("appt_v"))
+            if appt is None:
+                turn.say("conv_appt_stale")
+                go(turn, "failed")
+                return
+            booking.reschedule(
+                turn.session,
+                turn.profile,
+                appt,
+                starts_at=at,
+                practitioner_id=slot["p"],
+                now=turn.now,
+            )
+            go(turn, "moved", appt=appt)
+        else:
+            appt = booking.book(
+                turn.session,
+                turn.profile,
+                patient=turn.patient,
+                service_id=turn.data["service"],
+                practitioner_id=slot["p"],
+                starts_at=at,
+                now=turn.now,
+            )
+            go(turn, "confirm", appt=appt)
+    except booking.SlotTaken:
+        turn.say("conv_slot_taken")
+        go(turn, "taken", arg=(at - timedelta(seconds=1)).isoformat())
+    except booking.BookingError:
+        turn.say("conv_booking_failed")
+        go(turn, "failed")
+
+
+def enter_booked(turn: Turn, appt: Appointment | None = None, **_) -> None:
+    """The confirmation text in clinic-local time, then the .ics invitation."""
+    from clinic_bot.adapters.ical.export import appointment_invitation
+
+    moved = rescheduling(turn)
+    turn.rest("booked")
+    if appt is None:
+        return
+    turn.say(
+        "conv_moved" if moved else "conv_booked",
+        service=_service_name(turn, appt.service_id),
+        practitioner=_who(turn, appt.practitioner_id),
+        when=render.when(turn.profile, turn.lang, appt.starts_at),
+        address=turn.profile.address,
+    )
+    turn.ctx.outbox.document(
+        turn.patient,
+        appointment_invitation(appt, turn.profile),
+        turn.t("conv_ics_filename"),
+        "text/calendar",
+        turn.t("conv_ics_caption"),
+    )
+
+
+# ---------------------------------------------------------------------------- my appointments
+
+
+def own_appointment(turn: Turn, appt_id, version=None) -> Appointment | None:
+    """The patient's own active, future appointment (at `version` when given), else None."""
+    try:
+        appt = turn.session.get(Appointment, int(appt_id))
+    except (TypeError, ValueError):
+        return None
+    if appt is None or appt.patient_id != turn.patient.id:
+        return None
+    if appt.status not in ACTIVE_STATUSES or appt.starts_at <= turn.now:
+        return None
+    if version is not None and appt.version != int(version):
+        return None
+    return appt
+
+
+def enter_appointments(turn: Turn, **_) -> None:
+    """The patient's upcoming appointments; one is opened directly."""
+    turn.state = "appointments"
+    appts = booking.upcoming_for(turn.session, turn.patient, now=turn.now)
+    if not appts:
+        turn.say("conv_no_appointments")
+        go(turn, "none")
+        return
+    if len(appts) == 1:
+        go(turn, "skip", appt=appts[0])
+        return
+    options = [
+        Option(
+            str(a.id),
+            render.when_short(turn.profile, turn.lang, a.starts_at),
+            f"{_service_name(turn, a.service_id)} · {_who(turn, a.practitioner_id)}",
+        )
+        for a in appts[:MAX_LIST_ROWS]
+    ]
+    turn.prompt(
+        "appointments",
+        "list",
+        turn.t("conv_appointments_ask"),
+        options,
+        label=turn.t("conv_appointments_label"),
+        section=turn.t("conv_appointments_section"),
+    )
+
+
+def choose_appointments(turn: Turn, value: str) -> None:
+    appt = own_appointment(turn, value)
+    if appt is None:
+        stale_appointment(turn)
+        return
+    go(turn, "picked", appt=appt)
+
+
+def enter_appointment(turn: Turn, appt: Appointment | None = None, arg=None, **_) -> None:
+    """One appointment with Confirm attendance / Reschedule / Cancel (the reminders' ids)."""
+    appt = appt or own_appointment(turn, arg)
+    if appt is None:
+        stale_appointment(turn)
+        return
+    turn.data["appt"], turn.data["appt_v"] = appt.id, appt.version
+    body = turn.t(
+        "conv_appointment_body",
+        service=_service_name(turn, appt.service_id),
+        practitioner=_who(turn, appt.practitioner_id),
+        when=render.when(turn.profile, turn.lang, appt.starts_at),
+    )
+    options = [
+        Option(
+            action,
+            shorten(turn.t(f"conv_appt_{action}"), BUTTON_TITLE),
+            tap_id=ids.appt_id(appt.id, appt.version, action),
+        )
+        for action in ("confirm", "reschedule", "cancel")
+    ]
+    turn.prompt("appointment", "buttons", body, options, arg=str(appt.id))
+
+
+def choose_appointment(turn: Turn, value: str) -> None:
+    appt = own_appointment(turn, turn.data.get("appt"), turn.data.get("appt_v"))
+    if appt is None:
+        stale_appointment(turn)
+        return
+    appointment_action(turn, appt, value)
+
+
+def appointment_action(turn: Turn, appt: Appointment, action: str) -> None:
+    """Confirm, reschedule, cancel (asks once more) or open one of the patient's appointments."""
+    turn.state = "appointment"
+    if action == "open":
+        enter_appointment(turn, appt=appt)
+    elif action == "confirm":
+        booking.set_status(turn.session, appt, "confirmed", now=turn.now)
+        turn.say("conv_appt_confirmed", when=render.when(turn.profile, turn.lang, appt.starts_at))
+        turn.rest(next_state("appointment", "confirm"))
+    elif action == "reschedule":
+        turn.data = {
+            "mode": "reschedule",
+            "appt": appt.id,
+            "appt_v": appt.version,
+            "service": appt.service_id,
+            "stack": [["appointment", str(appt.id)]],
+        }
+        go(turn, "reschedule")
+    else:
+        turn.data.update(appt=appt.id, appt_v=appt.version)
+        go(turn, "cancel")
+
+
+def enter_cancel_confirm(turn: Turn, **_) -> None:
+    """Ask once more before cancelling."""
+    appt = own_appointment(turn, turn.data.get("appt"), turn.data.get("appt_v"))
+    if appt is None:
+        stale_appointment(turn)
+        return
+    turn.prompt(
+        "cancel_confirm",
+        "buttons",
+        turn.t("conv_cancel_ask", when=render.when(turn.profile, turn.lang, appt.starts_at)),
+        [Option("yes", turn.t("conv_cancel_yes")), Option("no", turn.t("conv_cancel_no"))],
+    )
+
+
+def choose_cancel_confirm(turn: Turn, value: str) -> None:
+    appt = own_appointment(turn, turn.data.get("appt"), turn.data.get("appt_v"))
+    if appt is None:
+        stale_appointment(turn)
+        return
+    if value == "yes":
+        booking.cancel(turn.session, appt, now=turn.now)
+        turn.say("conv_appt_cancelled", when=render.when(turn.profile, turn.lang, appt.starts_at))
+    else:
+        turn.say("conv_appt_kept")
+    turn.rest(next_state("cancel_confirm", value))
+
+
+def stale_appointment(turn: Turn) -> None:
+    """A tap on an appointment that was moved, cancelled or is not this patient's."""
+    turn.say("conv_appt_stale")
+    repeat_or_menu(turn)
+
+
+def repeat_or_menu(turn: Turn) -> None:
+    """Show the current prompt again, or the menu when nothing is pending."""
+    from clinic_bot.reactions.conversation.table import RESTING
+
+    if (
+        turn.state in RESTING
+        or turn.state in ("handoff", "appointment")
+        or not turn.data.get("prompt")
+    ):
+        enter_menu(turn)
+    else:
+        turn.send_prompt()
+
+
+# ---------------------------------------------------------------------------- handoff
+
+
+def enter_handoff(turn: Turn, auto: bool = False, **_) -> None:
+    """Hand the chat to reception: the bot stays silent until staff resolve it."""
+    turn.patient.handoff_since = turn.now
+    turn.say("conv_handoff_auto" if auto else "conv_handoff_started")
+    turn.rest("handoff")
+
+
+def enter_idle(turn: Turn, **_) -> None:
+    turn.rest("idle")
+
+
+ENTER = {
+    "idle": enter_idle,
+    "menu": enter_menu,
+    "language": enter_language,
+    "service": enter_service,
+    "practitioner": enter_practitioner,
+    "day": enter_day,
+    "time": enter_time,
+    "name": enter_name,
+    "intake": enter_intake,
+    "summary": enter_summary,
+    "booked": enter_booked,
+    "appointments": enter_appointments,
+    "appointment": enter_appointment,
+    "cancel_confirm": enter_cancel_confirm,
+    "handoff": enter_handoff,
+}
+
+CHOOSE = {
+    "menu": choose_menu,
+    "language": choose_language,
+    "service": choose_service,
+    "practitioner": choose_practitioner,
+    "day": choose_day,
+    "time": choose_time,
+    "intake": choose_intake,
+    "summary": choose_summary,
+    "appointments": choose_appointments,
+    "appointment": choose_appointment,
+    "cancel_confirm": choose_cancel_confirm,
+}
+
+ANSWER_TEXT = {"name": answer_name, "intake": answer_intake}

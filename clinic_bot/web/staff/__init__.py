@@ -1,0 +1,17 @@
+"""The staff UI under /staff: login, the day's appointments, problems, calendar (CONTRACT §5)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from clinic_bot.web.staff import auth, security, views
+from clinic_bot.web.staff.blueprint import bp
+
+# The modules whose pages make up the staff UI.
+PAGE_MODULES = (auth, views)
+
+
+def register(app: Flask) -> None:
+    """Mount the staff UI with the app-wide protection its forms need (CSRF, cookies)."""
+    security.init_app(app)
+    app.register_blueprint(bp)
