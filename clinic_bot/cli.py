@@ -12,10 +12,18 @@ import click
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
+from clinic_bot.adapters.ical.export import export_calendar
+from clinic_bot.adapters.ical.importer import CalendarRefused, import_calendar
+from clinic_bot.adapters.whapi.settings import register_webhook
+from clinic_bot.app import create_app
 from clinic_bot.bootstrap import build_runtime, ensure_profile
+from clinic_bot.core.migrate import upgrade
 from clinic_bot.core.runtime import Runtime
 from clinic_bot.domain.profile import ProfileError
+from clinic_bot.models import StaffUser
 from clinic_bot.settings import Settings
+from clinic_bot.web.api.auth import create_token
+from clinic_bot.worker import Worker
 
 log = logging.getLogger("clinic_bot")
 
@@ -30,7 +38,6 @@ def _runtime(settings: Settings | None = None) -> Runtime:
 
 
 def _upgrade(settings: Settings) -> None:
-    from clinic_bot.core.migrate import upgrade
 
     upgrade(settings.database_url)
 
@@ -56,9 +63,6 @@ def main() -> None:
 def run(host: str, port: int | None) -> None:
     """Web and worker in one process (SQLite and the sandbox gateway by default)."""
     from werkzeug.serving import make_server
-
-    from clinic_bot.app import create_app
-    from clinic_bot.worker import Worker
 
     settings = Settings.from_env()
     if port is not None and port != settings.port:
@@ -98,7 +102,6 @@ def run(host: str, port: int | None) -> None:
 
 def _ensure_admin(runtime: Runtime) -> tuple[str, str] | None:
     """Create the first admin login when there is none; return (email, password) once."""
-    from clinic_bot.models import StaffUser
 
     with runtime.db.transaction() as s:
         if s.execute(select(StaffUser.id).limit(1)).first():
@@ -132,7 +135,6 @@ def _lower_priority(increment: int) -> None:
 @main.command()
 def worker() -> None:
     """Worker only: inbox, outbox and the periodic ticks (production `worker` process)."""
-    from clinic_bot.worker import Worker
 
     runtime = _runtime()
     _lower_priority(int(os.environ.get("WORKER_NICE", "10")))
@@ -169,7 +171,6 @@ def api_token() -> None:
 @click.argument("name")
 def api_token_create(name: str) -> None:
     """Print a new API bearer token as the last line of stdout."""
-    from clinic_bot.web.api.auth import create_token
 
     runtime = _runtime()
     with runtime.db.transaction() as s:
@@ -194,8 +195,6 @@ def calendar_import(
 ) -> None:
     """Import an .ics file; only the JSON report goes to stdout (exit 2: file refused)."""
     import json
-
-    from clinic_bot.adapters.ical.importer import CalendarRefused, import_calendar
 
     try:
         with open(file, "rb") as fh:
@@ -235,7 +234,6 @@ def calendar_import(
 @click.option("--practitioner", "practitioner_id", default=None, help="only this practitioner")
 def calendar_export(output: str | None, practitioner_id: str | None) -> None:
     """Write the clinic's recent and future appointments as an .ics calendar."""
-    from clinic_bot.adapters.ical.export import export_calendar
 
     runtime = _runtime()
     if practitioner_id is not None and runtime.profile.practitioner(practitioner_id) is None:
@@ -272,7 +270,6 @@ def staff() -> None:
 @click.option("--password-stdin", is_flag=True, help="read the password from standard input")
 def staff_add(email: str, role: str, password_stdin: bool) -> None:
     """Create a staff login (a generated password is printed when none is given)."""
-    from clinic_bot.models import StaffUser
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -308,7 +305,6 @@ def webhook() -> None:
 @click.argument("public_url")
 def webhook_register(public_url: str) -> None:
     """Point the Whapi channel's webhook (with its secret header) at PUBLIC_URL."""
-    from clinic_bot.adapters.whapi.settings import register_webhook
 
     runtime = _runtime()
     try:

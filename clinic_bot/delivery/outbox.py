@@ -18,12 +18,13 @@ from clinic_bot.adapters.whapi import bodies
 from clinic_bot.adapters.whapi.bodies import Button, Row
 from clinic_bot.core.db import insert_ignore
 from clinic_bot.models import OutboxMessage, Patient
+from clinic_bot.models.statuses import DELIVERY_RANK, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
 # Delivery progress; a status webhook may only move a row to a higher rank.
-STATUS_RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5}
-TERMINAL = {"dead", "cancelled"}
+STATUS_RANK = DELIVERY_RANK
+TERMINAL = {DeliveryStatus.DEAD, DeliveryStatus.CANCELLED}
 # Purposes that still reach an opted-out patient: only the confirmation of the opt-out itself.
 OPT_OUT_SAFE = {"optout"}
 

@@ -20,6 +20,7 @@ from clinic_bot.adapters.whapi.client import SendResult
 from clinic_bot.core.db import Database, UTCDateTime, claim, next_due
 from clinic_bot.delivery.outbox import OPT_OUT_SAFE
 from clinic_bot.models import InboxEvent, OutboxMessage, Patient
+from clinic_bot.models.statuses import UNSENT, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _ready_in_chat_order():
         and_(
             earlier.chat_id == OutboxMessage.chat_id,
             earlier.id < OutboxMessage.id,
-            earlier.status.in_(("pending", "sending")),
+            earlier.status.in_(UNSENT),
         )
     )
 
@@ -189,7 +190,7 @@ class Relay:
                             OutboxMessage.provider_message_id, result.message_id
                         ),
                         status=case(
-                            (OutboxMessage.status.in_(("pending", "sending")), "sent"),
+                            (OutboxMessage.status.in_(UNSENT), DeliveryStatus.SENT),
                             else_=OutboxMessage.status,
                         ),
                         sent_at=func.coalesce(OutboxMessage.sent_at, literal(now, UTCDateTime())),

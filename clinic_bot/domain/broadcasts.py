@@ -12,22 +12,23 @@ from datetime import date, datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from clinic_bot.adapters.whapi import bodies
 from clinic_bot.core.clock import iso_z, local_day_bounds
+from clinic_bot.domain import messages as bodies
 from clinic_bot.domain.patients import get_or_create_patient
 from clinic_bot.domain.phones import InvalidPhone, normalize_phone
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, OutboxMessage, Patient
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient
+from clinic_bot.models.statuses import GONE_OUT, UNDELIVERABLE, UNSENT
 
 PACER_KEY = "broadcasts.pacer"
 PLAN_BATCH = 200  # recipients given a slot per tick at most
 REFUSAL_RUN = 3  # this many refused sends in a row pause the broadcast
 REFUSALS = ("HTTP 403", "HTTP 429")
-SENT = ("sent", "delivered", "read", "played")
-WAITING = ("pending", "sending")
-FAILED = ("dead", "failed")
+SENT = GONE_OUT
+WAITING = UNSENT
+FAILED = UNDELIVERABLE
 
 
 class BroadcastError(ValueError):

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from clinic_bot.core.clock import iso_z
 from clinic_bot.models import Appointment, OutboxMessage
 from clinic_bot.models.reminders import SPECIAL_KINDS, Reminder
+from clinic_bot.models.statuses import UNDELIVERABLE, DeliveryStatus
 
 
 def reminders_for(session: Session, appt: Appointment) -> list[dict]:
@@ -29,7 +30,7 @@ def reminders_for(session: Session, appt: Appointment) -> list[dict]:
     out = []
     for r, msg in rows:
         status, reason = r.status, r.reason
-        if msg is not None and msg.status in ("dead", "failed", "cancelled"):
+        if msg is not None and msg.status in (*UNDELIVERABLE, DeliveryStatus.CANCELLED):
             status, reason = "failed", msg.last_error or f"the message is {msg.status}"
         out.append(
             {

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from clinic_bot.core.db import Base, UTCDateTime
 from clinic_bot.models.core import Patient, utcnow
+from clinic_bot.models.statuses import ACTIVE_APPOINTMENT, AppointmentSource, AppointmentStatus
 
-ACTIVE_STATUSES = ("booked", "confirmed")
-STATUSES = ("booked", "confirmed", "cancelled", "no_show", "completed")
-SOURCES = ("whatsapp", "ics", "api", "staff")
+ACTIVE_STATUSES = ACTIVE_APPOINTMENT
+STATUSES = tuple(AppointmentStatus)
+SOURCES = tuple(AppointmentSource)
 
 
 class Appointment(Base):

@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from clinic_bot.adapters.whapi import bodies
 from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.core.db import insert_ignore
-from clinic_bot.delivery.outbox import enqueue
+from clinic_bot.delivery.outbox import Outbox
 from clinic_bot.domain.broadcasts import (
     PACER_KEY,
     PLAN_BATCH,
@@ -179,17 +178,7 @@ def pace(runtime, rng: random.Random | None = None) -> int:
                 break
             b_text = texts[rec.broadcast_id]
             key = f"broadcast:{rec.broadcast_id}:{patient.id}"
-            enqueue(
-                s,
-                key=key,
-                chat_id=patient.chat_id,
-                endpoint="messages/text",
-                body=bodies.text_body(patient.chat_id, b_text),
-                now=now,
-                patient=patient,
-                purpose="broadcast",
-                not_before=slot,
-            )
+            Outbox(s, now, key).text(patient, b_text, key=key, purpose="broadcast", not_before=slot)
             rec.status, rec.outbox_key, rec.scheduled_at = "queued", key, slot
             used += 1
             queued += 1

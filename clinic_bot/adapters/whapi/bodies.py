@@ -3,45 +3,24 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 
-MAX_BUTTONS = 3
-BUTTON_TITLE = 25
-MAX_LIST_ROWS = 10
-MAX_LIST_SECTIONS = 10
-ROW_TITLE = 24
-ROW_DESCRIPTION = 72
-LIST_LABEL = 20
-SECTION_TITLE = 24
-INTERACTIVE_BODY = 1024
-HEADER_TEXT = 60
-FOOTER_TEXT = 60
-TEXT_BODY = 4096
-
-
-def shorten(text: str, limit: int) -> str:
-    """Fit `text` in `limit` characters, cutting at a word boundary and ending with '…'."""
-    text = " ".join(str(text).split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space >= limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:-") + "…"
-
-
-@dataclass(frozen=True)
-class Button:
-    id: str
-    title: str
-
-
-@dataclass(frozen=True)
-class Row:
-    id: str
-    title: str
-    description: str = ""
+from clinic_bot.domain.messages import (  # noqa: F401  (the limits are part of this adapter's surface)
+    BUTTON_TITLE,
+    FOOTER_TEXT,
+    HEADER_TEXT,
+    INTERACTIVE_BODY,
+    LIST_LABEL,
+    MAX_BUTTONS,
+    MAX_LIST_ROWS,
+    MAX_LIST_SECTIONS,
+    ROW_DESCRIPTION,
+    ROW_TITLE,
+    SECTION_TITLE,
+    TEXT_BODY,
+    Button,
+    Row,
+    shorten,
+)
 
 
 def text_body(to: str, body: str) -> dict:

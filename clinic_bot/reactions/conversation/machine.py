@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from clinic_bot.domain import events as ev
+from clinic_bot.domain.messages import Button
 from clinic_bot.reactions.conversation import ids, steps, words
 from clinic_bot.reactions.conversation.table import RESTING
 from clinic_bot.reactions.conversation.turn import Option, Turn
@@ -217,8 +218,6 @@ def _offer_way_out(turn: Turn, hint: str) -> None:
         Option("menu", turn.t("conv_main_menu"), tap_id=ids.command_id("menu")),
         Option("reception", turn.t("menu_reception"), tap_id=ids.command_id("reception")),
     ]
-    from clinic_bot.adapters.whapi.bodies import Button
-
     turn.ctx.outbox.buttons(
         turn.patient,
         turn.t("conv_still_lost", hint=hint),

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from clinic_bot.adapters.whapi.bodies import (
+from clinic_bot.adapters.ical.export import appointment_invitation
+from clinic_bot.domain import availability, booking
+from clinic_bot.domain.messages import (
     BUTTON_TITLE,
     MAX_BUTTONS,
     MAX_LIST_ROWS,
     ROW_TITLE,
     shorten,
 )
-from clinic_bot.domain import availability, booking
 from clinic_bot.models import Appointment
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import ids, render
-from clinic_bot.reactions.conversation.table import next_state
+from clinic_bot.reactions.conversation.table import RESTING, next_state
 from clinic_bot.reactions.conversation.turn import Option, Turn
 
 PAGE = MAX_LIST_ROWS - 1  # rows per page when a "later" row is needed
@@ -493,8 +494,6 @@ def place(turn: Turn) -> None:
 
 def enter_booked(turn: Turn, appt: Appointment | None = None, **_) -> None:
     """The confirmation text in clinic-local time, then the .ics invitation."""
-    from clinic_bot.adapters.ical.export import appointment_invitation
-
     moved = rescheduling(turn)
     turn.rest("booked")
     if appt is None:
@@ -660,8 +659,6 @@ def stale_appointment(turn: Turn) -> None:
 
 def repeat_or_menu(turn: Turn) -> None:
     """Show the current prompt again, or the menu when nothing is pending."""
-    from clinic_bot.reactions.conversation.table import RESTING
-
     if (
         turn.state in RESTING
         or turn.state in ("handoff", "appointment")

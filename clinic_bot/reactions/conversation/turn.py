@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clinic_bot.adapters.whapi.bodies import Button, Row
+from clinic_bot.domain.messages import Button, Row
 from clinic_bot.reactions.conversation import ids
 
 MAX_STACK = 30  # prompts remembered for "back"; paging can only add a few per flow

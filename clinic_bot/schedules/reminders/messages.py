@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from clinic_bot.adapters.whapi.bodies import Button
+from clinic_bot.domain.messages import Button
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.models.reminders import FOLLOWUP, MISSED_YOU, THANK_YOU, Reminder

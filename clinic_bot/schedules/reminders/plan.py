@@ -13,6 +13,7 @@ from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.models.reminders import FOLLOWUP, MISSED_YOU, THANK_YOU, Reminder
+from clinic_bot.models.statuses import ReminderStatus
 
 LEASE = timedelta(minutes=2)
 BATCH = 200
@@ -20,7 +21,7 @@ MAX_ATTEMPTS = 5
 # A reminder the tick finds later than this after its due time was held up (the worker was
 # down): it goes out only if the start is still `late_send_min_before` away.
 LATE_AFTER = timedelta(minutes=5)
-OPEN = ("pending", "processing")
+OPEN = (ReminderStatus.PENDING, ReminderStatus.PROCESSING)
 NO_PATIENT = "the appointment has no patient"
 PURPOSE = {FOLLOWUP: "followup", MISSED_YOU: "post_visit", THANK_YOU: "post_visit"}
 

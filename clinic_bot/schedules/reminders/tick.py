@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from clinic_bot.adapters.whapi.bodies import Button
 from clinic_bot.core.db import claim
 from clinic_bot.delivery.outbox import Outbox
+from clinic_bot.domain.messages import Button
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.models.appointments import ACTIVE_STATUSES

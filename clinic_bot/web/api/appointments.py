@@ -14,6 +14,7 @@ from clinic_bot.delivery.outbox import Outbox
 from clinic_bot.domain import booking
 from clinic_bot.domain.patients import get_or_create_patient
 from clinic_bot.domain.profile import Profile
+from clinic_bot.domain.reminder_trail import reminders_for
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.web.api.auth import api_error
 from clinic_bot.web.api.blueprint import bp
@@ -27,17 +28,6 @@ from clinic_bot.web.api.schemas import (
 )
 
 
-def reminders_of(session: Session, appt: Appointment) -> list[dict]:
-    """The appointment's reminder entries, from the reminders area when it is installed."""
-    try:
-        from clinic_bot.domain.reminder_trail import reminders_for
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__.rsplit('.', 1)[0]}.reminders":
-            raise
-        return []
-    return reminders_for(session, appt)
-
-
 def appointment_json(session: Session, appt: Appointment) -> dict:
     """The CONTRACT's appointment object."""
     patient = appt.patient
@@ -49,7 +39,7 @@ def appointment_json(session: Session, appt: Appointment) -> dict:
             "ends_at": appt.ends_at,
             "status": appt.status,
             "source": appt.source,
-            "reminders": reminders_of(session, appt),
+            "reminders": reminders_for(session, appt),
             "external_uid": appt.external_uid,
             "service_id": appt.service_id,
             "practitioner_id": appt.practitioner_id,

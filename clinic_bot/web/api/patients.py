@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import jsonify, request
 from sqlalchemy import select
 
-from clinic_bot.adapters.whapi.bodies import TEXT_BODY
 from clinic_bot.core.clock import iso_z
 from clinic_bot.core.runtime import get_runtime
+from clinic_bot.domain.messages import TEXT_BODY
 from clinic_bot.domain.phones import InvalidPhone, normalize_phone
 from clinic_bot.models import Patient
 from clinic_bot.reactions.conversation import handoff

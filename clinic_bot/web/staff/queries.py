@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session, joinedload
 from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, GatewayState, InboxEvent, OutboxMessage
+from clinic_bot.models.statuses import UNDELIVERABLE
 
-DEAD_OUTBOX = ("dead", "failed")  # we gave up / the gateway said it failed
+DEAD_OUTBOX = UNDELIVERABLE
 
 
 @dataclass

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_DATABASE_URL, WEBHOOK_SECRET
 from sqlalchemy import create_engine, inspect, select, text
 from werkzeug.security import check_password_hash
 
 from clinic_bot.core.db import Database
 from clinic_bot.models import StaffUser
+from tests.conftest import TEST_DATABASE_URL, WEBHOOK_SECRET
 
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")
 

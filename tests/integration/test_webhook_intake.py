@@ -7,12 +7,12 @@ import threading
 
 import pytest
 import requests
-from conftest import WEBHOOK_SECRET, payloads_dir
 from sqlalchemy import func, select
 
 from clinic_bot.delivery.relay import Relay
 from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import InboxEvent, OutboxMessage, Patient
+from tests.conftest import WEBHOOK_SECRET, payloads_dir
 
 PHONE = "4915112345678"
 MSG = {"type": "messages", "event": "post"}

@@ -7,13 +7,13 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import payloads_dir
 from sqlalchemy import select
 
 from clinic_bot.adapters.whapi.payloads import parse_item, split_envelope
 from clinic_bot.domain import events as ev
 from clinic_bot.intake.inbox_loop import drain_inbox
 from clinic_bot.models import InboxEvent, OutboxMessage
+from tests.conftest import payloads_dir
 
 INDIA = "919984351847"
 AUSTRALIA = "61371989950"

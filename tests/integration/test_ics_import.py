@@ -22,7 +22,7 @@ from clinic_bot.models import Appointment
 from clinic_bot.models.calendar import ImportedEvent
 from clinic_bot.models.reminders import Reminder
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "ics"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "ics"
 needs_corpus = pytest.mark.skipif(
     not CORPUS.is_dir(), reason="the shared .ics corpus (shared/ics) is not beside the repository"
 )

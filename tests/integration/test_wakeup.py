@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import signal
 
-from test_worker_reliability import envelope, sent_count, start_worker, text_message, worker_env
+from tests.integration.test_worker_reliability import (
+    envelope,
+    sent_count,
+    start_worker,
+    text_message,
+    worker_env,
+)
 
 
 def test_a_separate_worker_answers_webhooks_without_waiting_for_its_tick(live_server, tmp_path):

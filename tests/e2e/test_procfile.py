@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 SECRET = "procfile-webhook-secret"
 PHONE = "4915112345678"
 

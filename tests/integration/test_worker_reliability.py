@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import WEBHOOK_SECRET, payloads_dir
 from sqlalchemy import func, select
 
 from clinic_bot.core.db import claim
@@ -26,6 +25,7 @@ from clinic_bot.intake.inbox_loop import (
     process_inbox_row,
 )
 from clinic_bot.models import InboxEvent, OutboxMessage, Reaction, SandboxMessage
+from tests.conftest import WEBHOOK_SECRET, payloads_dir
 
 PHONE = "4915112345678"
 CLINIC_BOT = Path(sys.executable).with_name("clinic-bot")
