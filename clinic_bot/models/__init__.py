@@ -2,7 +2,7 @@
 
 from clinic_bot.models.appointments import Appointment, PractitionerLock
 from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
-from clinic_bot.models.calendar import ImportedEvent  # noqa: F401
+from clinic_bot.models.calendar import BusyBlock, ImportedEvent
 from clinic_bot.models.core import (
     ApiToken,
     GatewayState,
@@ -18,7 +18,9 @@ from clinic_bot.models.sandbox import SandboxMessage
 __all__ = [
     "ApiToken",
     "Appointment",
+    "BusyBlock",
     "GatewayState",
+    "ImportedEvent",
     "InboxEvent",
     "OutboxMessage",
     "Patient",

@@ -36,3 +36,29 @@ class ImportedEvent(Base):
         Index("ix_imported_event_uid", "source", "uid"),
         Index("ix_imported_event_appointment", "appointment_id"),
     )
+
+
+class BusyBlock(Base):
+    """Time a practitioner (or, with none, the whole clinic) is not bookable over WhatsApp.
+
+    Calendar imports create them from events with no patient phone, all-day events and opaque
+    blocks; staff may add them by hand (source "staff"). Availability leaves their time out.
+    """
+
+    __tablename__ = "busy_block"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    practitioner_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(200))  # "ics:<calendar source>" or "staff"
+    external_uid: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_busy_block_time", "starts_at", "ends_at"),
+        Index("ix_busy_block_uid", "source", "external_uid"),
+    )
