@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from clinic_bot.web.api import appointments, auth, broadcasts, calendar, openapi, patients
-from clinic_bot.web.api.blueprint import bp
+from clinic_bot.web.api import appointments, broadcasts, calendar, patients
+from clinic_bot.web.api.base import make_api
 
-# The modules whose routes make up the API, in the order the OpenAPI document lists them.
-ROUTE_MODULES = (auth, appointments, patients, broadcasts, calendar, openapi)
+# The blueprints that make up the API, in the order the OpenAPI document lists them.
+BLUEPRINTS = (appointments.blp, patients.blp, broadcasts.blp, calendar.blp)
 
 
 def register(app: Flask) -> None:
-    """Mount the API (every module in ROUTE_MODULES) on the app."""
-    app.register_blueprint(bp)
+    """Mount every API blueprint and its part of the OpenAPI document (/api/v1/openapi.json)."""
+    api = make_api(app)
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)

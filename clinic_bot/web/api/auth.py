@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import g, jsonify, request
+from flask import g, request
 from sqlalchemy import select
 
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.models import ApiToken
-from clinic_bot.web.api.blueprint import bp
+from clinic_bot.web.api.errors import api_error
 
 
 def hash_token(token: str) -> str:
+    """The stored form of a token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -24,15 +25,8 @@ def create_token(session, name: str, now) -> str:
     return token
 
 
-def api_error(status: int, code: str, message: str):
-    """The CONTRACT's error shape."""
-    return jsonify(error={"code": code, "message": message}), status
-
-
-@bp.before_request
 def require_token():
-    if request.endpoint == "api.openapi":
-        return None
+    """Before every API route: 401 in the CONTRACT's shape without a known bearer token."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

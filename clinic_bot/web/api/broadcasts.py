@@ -2,61 +2,43 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify, request
-from marshmallow import Schema, ValidationError, fields, validate
+from flask import g
 
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.domain import broadcasts
 from clinic_bot.models.broadcasts import Broadcast
-from clinic_bot.web.api.auth import api_error
-from clinic_bot.web.api.blueprint import bp
-from clinic_bot.web.api.openapi import document, error_response
+from clinic_bot.web.api.base import ID, Blueprint
+from clinic_bot.web.api.errors import fail
+from clinic_bot.web.api.schemas import (
+    PHONE_EXAMPLE,
+    BroadcastCreatedSchema,
+    BroadcastCreateSchema,
+    BroadcastSchema,
+    ErrorSchema,
+)
 
-
-class BroadcastCreateSchema(Schema):
-    """A text and its audience: listed phones, every opted-in patient and/or a day's patients."""
-
-    text = fields.String(required=True, validate=validate.Length(min=1, max=4096))
-    patient_phones = fields.List(fields.String(), load_default=list)
-    all_opted_in = fields.Boolean(load_default=False)
-    appointments_on = fields.Date(load_default=None)  # a clinic-local day
-
-
-class BroadcastSchema(Schema):
-    """Progress: CONTRACT §5's id/status/total/sent/failed/skipped, plus what is still due."""
-
-    id = fields.Integer()
-    status = fields.String()
-    total = fields.Integer()
-    sent = fields.Integer()
-    failed = fields.Integer()
-    skipped = fields.Integer()
-    queued = fields.Integer()
-    pending = fields.Integer()
-    cancelled = fields.Integer()
-    reason = fields.String(allow_none=True)
-    audience = fields.String()
-    created_at = fields.String()
-
+blp = Blueprint("api_broadcasts", __name__, description="Paced broadcasts to many patients")
 
 CONTROLS = ("pause", "resume", "cancel")
+CREATE_EXAMPLE = {
+    "text": "The clinic is closed on Friday, December 4.",
+    "patient_phones": [PHONE_EXAMPLE],
+}
 
 
-def _error(exc: broadcasts.BroadcastError):
-    return api_error(409 if exc.code == "conflict" else 400, exc.code, str(exc))
+def _fail(exc: broadcasts.BroadcastError):
+    fail(409 if exc.code == "conflict" else 400, exc.code, str(exc))
 
 
-@bp.post("/broadcasts")
-def create_broadcast():
-    """Start a broadcast; opted-out recipients are counted as skipped and never sent to."""
+@blp.route("/broadcasts", methods=["POST"])
+@blp.arguments(BroadcastCreateSchema, example=CREATE_EXAMPLE)
+@blp.response(201, BroadcastCreatedSchema, description="created")
+def create_broadcast(data):
+    """Start a paced broadcast
+
+    Opted-out recipients are counted as skipped and never sent to.
+    """
     runtime = get_runtime()
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return api_error(400, "invalid_json", "send a JSON object")
-    try:
-        data = BroadcastCreateSchema().load(body)
-    except ValidationError as exc:
-        return api_error(400, "invalid_request", str(exc.messages))
     audience = broadcasts.Audience(
         phones=data["patient_phones"],
         all_opted_in=data["all_opted_in"],
@@ -74,27 +56,30 @@ def create_broadcast():
             )
             out = {"id": b.id, "status": b.status, "total": b.total}
     except broadcasts.BroadcastError as exc:
-        return _error(exc)
+        _fail(exc)
     runtime.waker.wake()
-    return jsonify(out), 201
+    return out
 
 
-@bp.get("/broadcasts/<int:broadcast_id>")
+@blp.route(f"/broadcasts/<{ID}:broadcast_id>", methods=["GET"])
+@blp.response(200, BroadcastSchema, description="progress")
+@blp.alt_response(404, schema=ErrorSchema, description="no such broadcast")
 def get_broadcast(broadcast_id: int):
-    """A broadcast's progress."""
+    """A broadcast's progress"""
     runtime = get_runtime()
     with runtime.db.ReadSession() as s:
         b = s.get(Broadcast, broadcast_id)
         if b is None:
-            return api_error(404, "not_found", f"no broadcast {broadcast_id}")
-        return jsonify(broadcasts.progress(s, b))
+            fail(404, "not_found", f"no broadcast {broadcast_id}")
+        return broadcasts.progress(s, b)
 
 
-@bp.post("/broadcasts/<int:broadcast_id>/<action>")
+@blp.route(f"/broadcasts/<{ID}:broadcast_id>/<any({', '.join(CONTROLS)}):action>", methods=["POST"])
+@blp.response(200, BroadcastSchema, description="progress")
+@blp.alt_response(404, schema=ErrorSchema, description="no such broadcast")
+@blp.alt_response(409, schema=ErrorSchema, description="not possible in the broadcast's status")
 def control_broadcast(broadcast_id: int, action: str):
-    """Pause, resume or cancel a broadcast; answers with its progress."""
-    if action not in CONTROLS:
-        return api_error(404, "not_found", f"no action {action!r}; use {', '.join(CONTROLS)}")
+    """Pause, resume or cancel a broadcast"""
     runtime = get_runtime()
     now = runtime.clock()
     who = g.get("api_token_name") or "the API"
@@ -102,7 +87,7 @@ def control_broadcast(broadcast_id: int, action: str):
         with runtime.db.transaction() as s:
             b = s.get(Broadcast, broadcast_id)
             if b is None:
-                return api_error(404, "not_found", f"no broadcast {broadcast_id}")
+                fail(404, "not_found", f"no broadcast {broadcast_id}")
             if action == "pause":
                 broadcasts.pause(s, b, f"paused by {who}", now)
             elif action == "resume":
@@ -112,67 +97,5 @@ def control_broadcast(broadcast_id: int, action: str):
             s.flush()
             out = broadcasts.progress(s, b)
     except broadcasts.BroadcastError as exc:
-        return _error(exc)
-    return jsonify(out)
-
-
-document(
-    "/broadcasts",
-    {
-        "post": {
-            "summary": "Start a paced broadcast",
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": "BroadcastCreate"}},
-            },
-            "responses": {
-                "201": {"description": "created: {id, status, total}"},
-                "400": error_response("invalid body or phone"),
-            },
-        }
-    },
-    schemas={"BroadcastCreate": BroadcastCreateSchema, "Broadcast": BroadcastSchema},
-)
-document(
-    "/broadcasts/{broadcast_id}",
-    {
-        "get": {
-            "summary": "A broadcast's progress",
-            "responses": {
-                "200": {
-                    "description": "progress",
-                    "content": {"application/json": {"schema": "Broadcast"}},
-                },
-                "404": error_response("unknown broadcast"),
-            },
-        }
-    },
-    parameters=[
-        {"name": "broadcast_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-    ],
-)
-document(
-    "/broadcasts/{broadcast_id}/{action}",
-    {
-        "post": {
-            "summary": "Pause, resume or cancel a broadcast",
-            "responses": {
-                "200": {
-                    "description": "progress",
-                    "content": {"application/json": {"schema": "Broadcast"}},
-                },
-                "404": error_response("unknown broadcast or action"),
-                "409": error_response("not possible in the broadcast's status"),
-            },
-        }
-    },
-    parameters=[
-        {"name": "broadcast_id", "in": "path", "required": True, "schema": {"type": "integer"}},
-        {
-            "name": "action",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "enum": list(CONTROLS)},
-        },
-    ],
-)
+        _fail(exc)
+    return out

@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import request
+from flask_smorest.fields import Upload
+from marshmallow import Schema, fields, pre_load, validate
 
 from clinic_bot.adapters.ical.importer import MODES, CalendarRefused, import_calendar
 from clinic_bot.core.runtime import get_runtime
-from clinic_bot.web.api.auth import api_error
-from clinic_bot.web.api.blueprint import bp
-from clinic_bot.web.api.openapi import document, error_response
+from clinic_bot.web.api.base import Blueprint
+from clinic_bot.web.api.errors import fail
+from clinic_bot.web.api.schemas import ID_LENGTH, ErrorSchema, ImportReportSchema, Text
+
+blp = Blueprint("api_calendar", __name__, description="Import .ics calendars into appointments")
 
 # Calendar exports run larger than webhooks (the app-wide limit): a year of a busy practice.
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
-TRUE = ("1", "true", "yes", "on")
 
 
-@bp.post("/calendar/imports")
-def import_calendar_file():
-    """Import the uploaded .ics; 200 with the report, 422 when the file is refused."""
+class ImportFormSchema(Schema):
+    """The multipart form: the .ics file and how to read it."""
+
+    file = Upload(required=True, metadata={"description": "the .ics file"})
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "change nothing"})
+    mode = fields.String(load_default="merge", validate=validate.OneOf(MODES))
+    source = Text(
+        load_default=None,
+        validate=ID_LENGTH,
+        metadata={"description": "default: X-WR-CALNAME, else PRODID"},
+    )
+    practitioner_id = Text(load_default=None, validate=ID_LENGTH)
+
+    @pre_load
+    def _drop_blank(self, data, **kwargs):
+        # A form field left empty (`-F source=`) means "not given", as it did before.
+        return {k: data[k] for k in data if not (isinstance(data[k], str) and not data[k].strip())}
+
+
+@blp.before_request
+def _allow_calendar_sized_bodies():
+    # Before the form is parsed: the arguments decorator reads it ahead of the view.
     request.max_content_length = MAX_IMPORT_BYTES
+
+
+@blp.route("/calendar/imports", methods=["POST"])
+@blp.arguments(ImportFormSchema, location="multipart")
+@blp.response(200, ImportReportSchema, description="the import report (CONTRACT §6)")
+@blp.alt_response(413, schema=ErrorSchema, description="the file is over 10 MiB")
+@blp.alt_response(422, schema=ErrorSchema, description="the file is refused (nothing was changed)")
+def import_calendar_file(form):
+    """Import an .ics calendar file into appointments
+
+    Events become appointments (source `ics`), upserted by UID (an occurrence of a series:
+    `UID#<RECURRENCE-ID in UTC>`). Recurring series are expanded for the next 90 days; all-day
+    events are skipped. `mode=full` treats the file as a snapshot and cancels this source's
+    future appointments missing from it.
+    """
     runtime = get_runtime()
-    upload = request.files.get("file")
-    if upload is None:
-        return api_error(400, "invalid_request", "send the .ics file as multipart field 'file'")
-    mode = request.form.get("mode", "merge")
-    if mode not in MODES:
-        return api_error(400, "invalid_request", f"mode must be one of {', '.join(MODES)}")
-    dry_run = request.form.get("dry_run", "false").strip().lower() in TRUE
-    raw = upload.read()
+    raw = form["file"].read()
     try:
         with runtime.db.transaction() as s:
             report = import_calendar(
@@ -35,76 +65,13 @@ def import_calendar_file():
                 runtime.profile,
                 raw,
                 now=runtime.clock(),
-                mode=mode,
-                source=request.form.get("source") or None,
-                practitioner_id=request.form.get("practitioner_id") or None,
-                dry_run=dry_run,
+                mode=form["mode"],
+                source=form["source"] or None,
+                practitioner_id=form["practitioner_id"] or None,
+                dry_run=form["dry_run"],
             )
     except CalendarRefused as exc:
-        return api_error(422, "calendar_refused", exc.reason)
-    if not dry_run:
+        fail(422, "calendar_refused", exc.reason)
+    if not form["dry_run"]:
         runtime.waker.wake()  # reminders may be due soon
-    return jsonify(report), 200
-
-
-document(
-    "/calendar/imports",
-    {
-        "post": {
-            "summary": "Import an .ics calendar file into appointments",
-            "description": (
-                "Events become appointments (source `ics`), upserted by UID (an occurrence of a "
-                "series: `UID#<RECURRENCE-ID in UTC>`). Recurring series are expanded for the "
-                "next 90 days; all-day events are skipped. `mode=full` treats the file as a "
-                "snapshot and cancels this source's future appointments missing from it."
-            ),
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "dry_run": {"type": "boolean", "default": False},
-                                "mode": {"type": "string", "enum": list(MODES)},
-                                "source": {
-                                    "type": "string",
-                                    "description": "default: X-WR-CALNAME, else PRODID",
-                                },
-                                "practitioner_id": {"type": "string"},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "The import report (CONTRACT §6)",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    **{
-                                        k: {"type": "integer"}
-                                        for k in ("created", "updated", "cancelled", "unchanged")
-                                    },
-                                    **{
-                                        k: {"type": "array", "items": {"type": "object"}}
-                                        for k in ("skipped", "warnings", "errors")
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
-                "400": error_response("No file, or a bad mode"),
-                "401": error_response("Missing or unknown token"),
-                "413": error_response("The file is over 10 MiB"),
-                "422": error_response("The file is refused (nothing was changed)"),
-            },
-        }
-    },
-)
+    return report

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
 from sqlalchemy import select
 
 from clinic_bot.core.clock import iso_z
 from clinic_bot.core.runtime import get_runtime
-from clinic_bot.domain.messages import TEXT_BODY
 from clinic_bot.domain.phones import InvalidPhone, normalize_phone
 from clinic_bot.models import Patient
 from clinic_bot.reactions.conversation import handoff
-from clinic_bot.web.api.auth import api_error
-from clinic_bot.web.api.blueprint import bp
-from clinic_bot.web.api.openapi import document, error_response
+from clinic_bot.web.api.base import Blueprint
+from clinic_bot.web.api.errors import fail
+from clinic_bot.web.api.schemas import (
+    PHONE_EXAMPLE,
+    PHONE_PATTERN,
+    ErrorSchema,
+    HandoffReplySchema,
+    PatientSchema,
+    StaffMessageReplySchema,
+    StaffMessageSchema,
+)
+
+blp = Blueprint("api_patients", __name__, description="A patient's state; reception's replies")
+
+PHONE_PARAMETER = {
+    "in": "path",
+    "name": "phone",
+    "required": True,
+    "schema": {"type": "string", "pattern": PHONE_PATTERN},
+    "example": PHONE_EXAMPLE,
+    "description": "+4915112345678, 4915112345678 or 4915112345678@s.whatsapp.net",
+}
+_BAD_PHONE = "not a phone number"
 
 
 def patient_json(p: Patient) -> dict:
@@ -32,128 +50,62 @@ def patient_json(p: Patient) -> dict:
     }
 
 
-@bp.get("/patients/<phone>")
-def get_patient(phone: str):
-    """A patient by phone (any CONTRACT §7 form)."""
+def _patient(session, phone: str) -> Patient:
+    """The patient for a path phone; 400 for no phone number, 404 for an unknown one."""
     try:
         digits = normalize_phone(phone)
     except InvalidPhone as exc:
-        return api_error(400, "invalid_phone", str(exc))
-    runtime = get_runtime()
-    with runtime.db.ReadSession() as s:
-        p = s.execute(select(Patient).where(Patient.phone == digits)).scalar_one_or_none()
-        if p is None:
-            return api_error(404, "not_found", f"no patient with phone {digits}")
-        return jsonify(patient_json(p))
-
-
-def _patient_or_error(session, phone: str):
-    """The patient for a path phone, or the API error to return."""
-    try:
-        digits = normalize_phone(phone)
-    except InvalidPhone as exc:
-        return None, api_error(400, "invalid_phone", str(exc))
+        fail(400, "invalid_phone", str(exc))
     p = session.execute(select(Patient).where(Patient.phone == digits)).scalar_one_or_none()
     if p is None:
-        return None, api_error(404, "not_found", f"no patient with phone {digits}")
-    return p, None
+        fail(404, "not_found", f"no patient with phone {digits}")
+    return p
 
 
-@bp.post("/patients/<phone>/messages")
-def post_staff_message(phone: str):
-    """Staff write to a patient: {"text"}; the chat stays with reception until resolved."""
-    body = request.get_json(silent=True)
-    text = body.get("text") if isinstance(body, dict) else None
-    if not isinstance(text, str) or not text.strip():
-        return api_error(400, "invalid_body", 'send {"text": "..."} with a non-empty text')
-    if len(text) > TEXT_BODY:
-        return api_error(400, "invalid_body", f"text is longer than {TEXT_BODY} characters")
+@blp.route("/patients/<phone>", methods=["GET"], parameters=[PHONE_PARAMETER])
+@blp.response(200, PatientSchema, description="the patient")
+@blp.alt_response(400, schema=ErrorSchema, description=_BAD_PHONE)
+@blp.alt_response(404, schema=ErrorSchema, description="no such patient")
+def get_patient(phone: str):
+    """A patient by phone (any CONTRACT §7 form)"""
+    runtime = get_runtime()
+    with runtime.db.ReadSession() as s:
+        return patient_json(_patient(s, phone))
+
+
+@blp.route("/patients/<phone>/messages", methods=["POST"], parameters=[PHONE_PARAMETER])
+@blp.arguments(
+    StaffMessageSchema, example={"text": "Hi Ana, Maria from reception here. Which day suits you?"}
+)
+@blp.response(202, StaffMessageReplySchema, description="queued for sending")
+@blp.alt_response(404, schema=ErrorSchema, description="no such patient")
+@blp.alt_response(409, schema=ErrorSchema, description="the patient has opted out")
+def post_staff_message(data, phone: str):
+    """Reception writes to the patient
+
+    The chat stays with reception (the bot is silent) until the handoff is resolved.
+    """
     runtime = get_runtime()
     now = runtime.clock()
     with runtime.db.transaction() as s:
-        p, error = _patient_or_error(s, phone)
-        if error:
-            return error
+        p = _patient(s, phone)
         if p.opted_out:
-            return api_error(409, "opted_out", "the patient has opted out of messages")
-        handoff.staff_message(s, runtime.profile, p, text.strip(), now)
+            fail(409, "opted_out", "the patient has opted out of messages")
+        handoff.staff_message(s, runtime.profile, p, data["text"].strip(), now)
         result = patient_json(p)
     runtime.waker.wake()
-    return jsonify(queued=True, patient=result), 202
+    return {"queued": True, "patient": result}
 
 
-@bp.post("/patients/<phone>/handoff/resolve")
+@blp.route("/patients/<phone>/handoff/resolve", methods=["POST"], parameters=[PHONE_PARAMETER])
+@blp.response(200, HandoffReplySchema, description="resolved is false when there was no handoff")
+@blp.alt_response(400, schema=ErrorSchema, description=_BAD_PHONE)
+@blp.alt_response(404, schema=ErrorSchema, description="no such patient")
 def resolve_handoff(phone: str):
-    """Staff hand the chat back to the bot; the patient is told."""
+    """Hand the chat back to the bot (the patient is told)"""
     runtime = get_runtime()
     with runtime.db.transaction() as s:
-        p, error = _patient_or_error(s, phone)
-        if error:
-            return error
+        p = _patient(s, phone)
         resolved = handoff.resolve(s, runtime.profile, p, runtime.clock())
         result = patient_json(p)
-    return jsonify(resolved=resolved, patient=result), 200
-
-
-_PHONE = [
-    {
-        "in": "path",
-        "name": "phone",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "+4915112345678, 4915112345678 or 4915112345678@s.whatsapp.net",
-    }
-]
-_PATIENT_REPLY = {
-    "type": "object",
-    "properties": {"patient": {"type": "object"}},
-}
-document(
-    "/patients/{phone}/messages",
-    {
-        "post": {
-            "summary": "Reception writes to the patient; the bot stays silent until resolved",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["text"],
-                            "properties": {"text": {"type": "string", "maxLength": TEXT_BODY}},
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "202": {
-                    "description": "queued for sending",
-                    "content": {"application/json": {"schema": _PATIENT_REPLY}},
-                },
-                "400": error_response("invalid phone or empty text"),
-                "401": error_response("missing or unknown token"),
-                "404": error_response("no such patient"),
-                "409": error_response("the patient has opted out"),
-            },
-        }
-    },
-    parameters=_PHONE,
-)
-document(
-    "/patients/{phone}/handoff/resolve",
-    {
-        "post": {
-            "summary": "Hand the chat back to the bot (the patient is told)",
-            "responses": {
-                "200": {
-                    "description": "resolved is false when there was no handoff",
-                    "content": {"application/json": {"schema": _PATIENT_REPLY}},
-                },
-                "400": error_response("invalid phone"),
-                "401": error_response("missing or unknown token"),
-                "404": error_response("no such patient"),
-            },
-        }
-    },
-    parameters=_PHONE,
-)
+    return {"resolved": resolved, "patient": result}

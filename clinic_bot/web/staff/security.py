@@ -14,6 +14,8 @@ csrf = CSRFProtect()
 # Machine endpoints authenticate with a secret or a bearer token, never with the session cookie,
 # so a forged cross-site request gains nothing there; CSRF tokens would only break their callers.
 CSRF_EXEMPT_BLUEPRINTS = ("inbox", "api", "sandbox", "health")
+# The JSON API has one blueprint per module, each named api_<module>.
+CSRF_EXEMPT_PREFIXES = ("api_",)
 
 
 def init_app(app: Flask) -> None:
@@ -32,6 +34,8 @@ def init_app(app: Flask) -> None:
         if not app.config.get("WTF_CSRF_ENABLED", True) or request.endpoint is None:
             return
         if request.blueprint in CSRF_EXEMPT_BLUEPRINTS:
+            return
+        if request.blueprint and request.blueprint.startswith(CSRF_EXEMPT_PREFIXES):
             return
         csrf.protect()
 

@@ -1,0 +1,135 @@
+"""What every API route shares, declared once: flask-smorest's Blueprint and Api, set up so each
+route's schemas validate *and* document it.
+
+- bodies, queries and forms that fail their schema answer 400 (CONTRACT §5), never 422;
+- every route needs a bearer token and its document lists the 401;
+- every HTTP error inside a route answers in the CONTRACT's error shape;
+- the document's paths are relative to its server `/api/v1`, as the contract names them.
+"""
+
+from __future__ import annotations
+
+from apispec import BasePlugin
+from flask import Flask
+from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest.spec.plugins import FlaskPlugin
+from webargs.flaskparser import FlaskParser, abort
+from werkzeug.datastructures import CombinedMultiDict
+from werkzeug.exceptions import HTTPException
+
+from clinic_bot.web.api.auth import require_token
+from clinic_bot.web.api.errors import handle_http_exception
+from clinic_bot.web.api.schemas import DayOrInstant, ErrorSchema
+
+PREFIX = "/api/v1"
+MAX_ID = 2**63 - 1  # ids are BIGINT-sized on every database; a larger one is simply not found
+ID = f"int(max={MAX_ID})"  # the URL converter for ids: `<{ID}:appointment_id>`
+
+
+class ApiParser(FlaskParser):
+    """webargs' Flask parser with the contract's 400 and a clear answer for bodies it cannot use."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+    __location_map__ = {**FlaskParser.__location_map__, "multipart": "load_multipart"}
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            # json.loads recurses per nesting level; thousands of "[" would otherwise be a 500.
+            abort(400, code="invalid_json", message="the JSON body is nested too deeply")
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        abort(400, exc=error, code="invalid_json", message="the body is not valid JSON")
+
+    def load_json(self, req, schema):
+        """The JSON body, which must be an object (a route without a body reads none)."""
+        data = super().load_json(req, schema)
+        if not isinstance(data, dict):
+            abort(400, code="invalid_json", message="send a JSON object")
+        return data
+
+    def load_multipart(self, req, schema):
+        """Form fields and files of a multipart/form-data body, read as one mapping."""
+        return self._makeproxy(CombinedMultiDict([req.files, req.form]), schema)
+
+
+class PathsPlugin(FlaskPlugin):
+    """Paths in the document are relative to its server URL (`/api/v1`)."""
+
+    def path_helper(self, rule, operations, parameters, **kwargs):
+        """The Flask rule as an OpenAPI path, without the API's prefix."""
+        path = super().path_helper(rule, operations, parameters, **kwargs)
+        return path.removeprefix(PREFIX) or "/"
+
+
+class SchemaRulesPlugin(BasePlugin):
+    """Adds a schema's `openapi_rules` (its cross-field rules, e.g. `anyOf`) to its component."""
+
+    def schema_helper(self, name, definition, **kwargs):
+        """The rules declared on the marshmallow schema class, next to their validator."""
+        schema = kwargs.get("schema")
+        cls = schema if isinstance(schema, type) else type(schema)
+        return dict(getattr(cls, "openapi_rules", None) or {})
+
+
+class Blueprint(SmorestBlueprint):
+    """An API module's routes; every one of them needs a bearer token and says so."""
+
+    ARGUMENTS_PARSER = ApiParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **SmorestBlueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }
+
+    def __init__(self, name: str, import_name: str, **kwargs):
+        kwargs.setdefault("url_prefix", PREFIX)
+        super().__init__(name, import_name, **kwargs)
+        self.before_request(require_token)
+        self.register_error_handler(HTTPException, handle_http_exception)
+        self._prepare_doc_cbks = [*self._prepare_doc_cbks, self._prepare_auth_doc]
+
+    @staticmethod
+    def _prepare_auth_doc(doc, doc_info, **kwargs):
+        """Document the 401 that `require_token` answers on every route."""
+        doc.setdefault("responses", {}).setdefault("401", "UNAUTHORIZED")
+        return doc
+
+
+class ClinicApi(Api):
+    """flask-smorest's Api: the document at /api/v1/openapi.json; errors stay per blueprint."""
+
+    ERROR_SCHEMA = ErrorSchema
+    # Each route lists the errors it can answer; a catch-all `default` would hide a wrong one.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_error_handlers(self):
+        # The app-wide HTTPException handler (app.py) serves HTML pages too; API blueprints
+        # register `handle_http_exception` themselves (see Blueprint).
+        return None
+
+
+def make_api(app: Flask) -> ClinicApi:
+    """The Api object for this app, serving the document at /api/v1/openapi.json."""
+    app.config.setdefault("OPENAPI_URL_PREFIX", PREFIX)
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = ClinicApi(
+        app,
+        spec_kwargs={
+            "title": "clinic_bot API",
+            "version": "1",
+            "openapi_version": "3.0.3",
+            "flask_plugin": PathsPlugin(),
+            "extra_plugins": [SchemaRulesPlugin()],
+            "info": {"description": "JSON API of the clinic's WhatsApp appointment assistant."},
+            "servers": [{"url": PREFIX}],
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    # A query bound takes a day or an instant: a plain string, not `format: date-time`.
+    api.register_field(DayOrInstant, "string", None)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "clinic-bot api-token"}
+    )
+    return api
