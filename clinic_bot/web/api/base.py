@@ -10,21 +10,40 @@ route's schemas validate *and* document it.
 from __future__ import annotations
 
 from apispec import BasePlugin
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.spec.plugins import FlaskPlugin
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from clinic_bot.web.api.auth import require_token
-from clinic_bot.web.api.errors import handle_http_exception
+from clinic_bot.web.api.errors import fail, handle_http_exception
 from clinic_bot.web.api.schemas import DayOrInstant, ErrorSchema
 
 PREFIX = "/api/v1"
-MAX_ID = 2**63 - 1  # ids are BIGINT-sized on every database; a larger one is simply not found
-ID = f"int(max={MAX_ID})"  # the URL converter for ids: `<{ID}:appointment_id>`
+# Ids are INTEGER columns: 32-bit on PostgreSQL (SQLite's go to 2^63-1). A larger id names no row.
+MAX_ID = 2**31 - 1
+ID = "id"  # the URL converter for ids: `<{ID}:appointment_id>`
+
+
+class IdConverter(IntegerConverter):
+    """A row id in a URL: digits only, documented as 1..2^31-1 (see `_ids_in_range`)."""
+
+
+def _id_parameter_schema(converter) -> dict:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+def _ids_in_range():
+    # No database stores a larger id (SQLite and PostgreSQL would raise on it), so it names
+    # nothing: 404. Checked here rather than by the converter, whose refusal Werkzeug turns
+    # into a 405 for some methods.
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and value > MAX_ID:
+            fail(404, "not_found", f"no {name.removesuffix('_id')} {value}")
 
 
 class ApiParser(FlaskParser):
@@ -87,6 +106,7 @@ class Blueprint(SmorestBlueprint):
         kwargs.setdefault("url_prefix", PREFIX)
         super().__init__(name, import_name, **kwargs)
         self.before_request(require_token)
+        self.before_request(_ids_in_range)
         self.register_error_handler(HTTPException, handle_http_exception)
         self._prepare_doc_cbks = [*self._prepare_doc_cbks, self._prepare_auth_doc]
 
@@ -112,6 +132,7 @@ class ClinicApi(Api):
 
 def make_api(app: Flask) -> ClinicApi:
     """The Api object for this app, serving the document at /api/v1/openapi.json."""
+    app.url_map.converters[ID] = IdConverter
     app.config.setdefault("OPENAPI_URL_PREFIX", PREFIX)
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     api = ClinicApi(
@@ -129,6 +150,7 @@ def make_api(app: Flask) -> ClinicApi:
     )
     # A query bound takes a day or an instant: a plain string, not `format: date-time`.
     api.register_field(DayOrInstant, "string", None)
+    api.register_converter(IdConverter, _id_parameter_schema)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "clinic-bot api-token"}
     )

@@ -58,6 +58,9 @@ def import_calendar_file(form):
     """
     runtime = get_runtime()
     raw = form["file"].read()
+    if b"\x00" in raw:
+        # No iCalendar text has NUL bytes (a UTF-16 export does); no database stores them.
+        fail(422, "calendar_refused", "the file has NUL bytes: save the calendar as UTF-8 text")
     try:
         with runtime.db.transaction() as s:
             report = import_calendar(
