@@ -34,7 +34,7 @@ class IdConverter(IntegerConverter):
 
 
 def _id_parameter_schema(converter) -> dict:
-    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID, "example": 1}
 
 
 def _ids_in_range():

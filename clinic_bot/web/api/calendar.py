@@ -16,6 +16,14 @@ blp = Blueprint("api_calendar", __name__, description="Import .ics calendars int
 
 # Calendar exports run larger than webhooks (the app-wide limit): a year of a busy practice.
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
+IMPORT_EXAMPLE = {
+    "file": (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Front desk//EN\r\nBEGIN:VEVENT\r\n"
+        "UID:example-1@front-desk\r\nDTSTART:20261201T090000Z\r\nDTEND:20261201T093000Z\r\n"
+        "SUMMARY:Check-up\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ),
+    "dry_run": True,
+}
 
 
 class ImportFormSchema(Schema):
@@ -44,7 +52,7 @@ def _allow_calendar_sized_bodies():
 
 
 @blp.route("/calendar/imports", methods=["POST"])
-@blp.arguments(ImportFormSchema, location="multipart")
+@blp.arguments(ImportFormSchema, location="multipart", example=IMPORT_EXAMPLE)
 @blp.response(200, ImportReportSchema, description="the import report (CONTRACT §6)")
 @blp.alt_response(413, schema=ErrorSchema, description="the file is over 10 MiB")
 @blp.alt_response(422, schema=ErrorSchema, description="the file is refused (nothing was changed)")

@@ -27,8 +27,7 @@ PHONE_PARAMETER = {
     "in": "path",
     "name": "phone",
     "required": True,
-    "schema": {"type": "string", "pattern": PHONE_PATTERN},
-    "example": PHONE_EXAMPLE,
+    "schema": {"type": "string", "pattern": PHONE_PATTERN, "example": PHONE_EXAMPLE},
     "description": "+4915112345678, 4915112345678 or 4915112345678@s.whatsapp.net",
 }
 _BAD_PHONE = "not a phone number"
