@@ -80,7 +80,14 @@ def notify_patient(session: Session, profile: Profile, patient: Patient, appt: A
 
 @blp.route("/appointments", methods=["POST"])
 @blp.arguments(AppointmentCreateSchema, example=CREATE_EXAMPLE)
-@blp.response(201, AppointmentSchema, description="booked")
+@blp.response(
+    201,
+    AppointmentSchema,
+    description="booked",
+    headers={
+        "Location": {"description": "the new appointment's URL", "schema": {"type": "string"}}
+    },
+)
 @blp.alt_response(409, schema=ErrorSchema, description="overlaps the practitioner (no force)")
 def create_appointment(data):
     """Book an appointment for a patient
