@@ -79,7 +79,7 @@ def test_json_nested_thousands_deep_is_a_400(api, method, path, depth):
 
 
 @pytest.mark.parametrize("method, path", JSON_ROUTES)
-@pytest.mark.parametrize("body", ["[1]", '"text"', "{", "\xff"])
+@pytest.mark.parametrize("body", ["[1]", '"text"', "{", "\xff", '{"text": 1' + "0" * 5000 + "}"])
 def test_a_body_that_is_no_json_object_is_a_400(api, method, path, body):
     r = send(
         api, method, path, data=body.encode("latin-1"), headers={"Content-Type": "application/json"}
@@ -88,7 +88,7 @@ def test_a_body_that_is_no_json_object_is_a_400(api, method, path, body):
 
 
 @pytest.mark.parametrize("method, template, body", ID_ROUTES)
-@pytest.mark.parametrize("number", [2**31, 2**63 - 1, 2**63, 10**30])
+@pytest.mark.parametrize("number", [2**31, 2**63 - 1, 2**63, 10**30, "9" * 5000])
 def test_an_id_no_database_column_holds_is_a_404(api, method, template, body, number):
     r = send(api, method, template.format(number), json=body)
     assert error_of(r, 404)["code"] == "not_found"

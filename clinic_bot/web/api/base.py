@@ -9,6 +9,8 @@ route's schemas validate *and* document it.
 
 from __future__ import annotations
 
+import json
+
 from apispec import BasePlugin
 from flask import Flask, request
 from flask_smorest import Api
@@ -32,6 +34,11 @@ ID = "id"  # the URL converter for ids: `<{ID}:appointment_id>`
 class IdConverter(IntegerConverter):
     """A row id in a URL: digits only, documented as 1..2^31-1 (see `_ids_in_range`)."""
 
+    def to_python(self, value: str) -> int:
+        """The id; any longer run of digits is one past the largest (int() refuses 4300+)."""
+        # Never refuse here: Werkzeug turns a converter's refusal into a 405 for some methods.
+        return int(value) if len(value) <= 18 else MAX_ID + 1
+
 
 def _id_parameter_schema(converter) -> dict:
     return {"type": "integer", "minimum": 1, "maximum": MAX_ID, "example": 1}
@@ -39,11 +46,10 @@ def _id_parameter_schema(converter) -> dict:
 
 def _ids_in_range():
     # No database stores a larger id (SQLite and PostgreSQL would raise on it), so it names
-    # nothing: 404. Checked here rather than by the converter, whose refusal Werkzeug turns
-    # into a 405 for some methods.
+    # nothing: 404.
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and value > MAX_ID:
-            fail(404, "not_found", f"no {name.removesuffix('_id')} {value}")
+            fail(404, "not_found", f"no {name.removesuffix('_id')} with that id")
 
 
 class ApiParser(FlaskParser):
@@ -58,6 +64,11 @@ class ApiParser(FlaskParser):
         except RecursionError:
             # json.loads recurses per nesting level; thousands of "[" would otherwise be a 500.
             abort(400, code="invalid_json", message="the JSON body is nested too deeply")
+        except json.JSONDecodeError:
+            raise  # webargs answers it (see _handle_invalid_json_error)
+        except ValueError:
+            # Python refuses integers of more than 4300 digits (sys.set_int_max_str_digits).
+            abort(400, code="invalid_json", message="a number in the JSON body is too long")
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, exc=error, code="invalid_json", message="the body is not valid JSON")
@@ -128,6 +139,10 @@ class ClinicApi(Api):
         # The app-wide HTTPException handler (app.py) serves HTML pages too; API blueprints
         # register `handle_http_exception` themselves (see Blueprint).
         return None
+
+    def handle_http_exception(self, error):
+        """smorest's error handler, in the CONTRACT's shape like the blueprints'."""
+        return handle_http_exception(error)
 
 
 def make_api(app: Flask) -> ClinicApi:
