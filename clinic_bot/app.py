@@ -12,6 +12,7 @@ from clinic_bot.bootstrap import build_runtime
 from clinic_bot.core.runtime import EXTENSION_KEY, Runtime
 from clinic_bot.intake import webhook
 from clinic_bot.sandbox import gateway as sandbox_gateway
+from clinic_bot.sandbox import simulator as sandbox_simulator
 from clinic_bot.settings import Settings
 from clinic_bot.web import api, feeds, health, staff
 
@@ -53,6 +54,7 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(feeds.bp)
     if runtime.settings.sandbox:
         app.register_blueprint(sandbox_gateway.bp)
+        app.register_blueprint(sandbox_simulator.bp)
 
 
 def _wants_json() -> bool:

@@ -14,6 +14,9 @@ EXAMPLE_PROFILE = PACKAGE_DIR / "clinic.example.toml"
 WHAPI_DEFAULT_URL = "https://gate.whapi.cloud"
 # Secrets taken from the environment when set, else generated once into the instance folder.
 GENERATED_SECRETS = ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET", "CALENDAR_FEED_TOKEN")
+# The least time between two proactive sends (reminders, follow-ups, broadcasts) from the
+# clinic's number, enforced when they are sent; env PROACTIVE_MIN_INTERVAL_SECONDS.
+PROACTIVE_MIN_INTERVAL = 1.0
 
 
 def default_instance_path() -> Path:
@@ -72,6 +75,7 @@ class Settings:
     worker_lease_seconds: float | None = None
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
+    proactive_min_interval: float = PROACTIVE_MIN_INTERVAL
     extra: dict = field(default_factory=dict)
 
     @property
@@ -116,6 +120,9 @@ class Settings:
             if env.get("WORKER_LEASE_SECONDS")
             else None,
             calendar_feed_token=env.get("CALENDAR_FEED_TOKEN") or kept["CALENDAR_FEED_TOKEN"],
+            proactive_min_interval=float(
+                env.get("PROACTIVE_MIN_INTERVAL_SECONDS") or PROACTIVE_MIN_INTERVAL
+            ),
         )
         values.update(overrides)
         return cls(**values)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -30,7 +31,14 @@ class Worker:
     def __init__(self, runtime: Runtime, *, blocking: bool = False):
         self.runtime = runtime
         self.relay = Relay(
-            runtime.db, runtime.client, runtime.clock, lease=lease_for(runtime, OUTBOX_LEASE)
+            runtime.db,
+            runtime.client,
+            runtime.clock,
+            lease=lease_for(runtime, OUTBOX_LEASE),
+            # One pacer for every proactive send from the clinic's number (reminders,
+            # follow-ups, broadcasts); broadcasts keep their own, longer, minimum too.
+            proactive_interval=timedelta(seconds=runtime.settings.proactive_min_interval),
+            broadcast_interval=getattr(runtime.profile, "broadcast_min_interval", timedelta(0)),
         )
         self.listener = CrossProcessListener(runtime.settings.database_url, runtime.waker)
         self.send_waker = Waker()
