@@ -15,6 +15,7 @@ from clinic_bot.sandbox import gateway as sandbox_gateway
 from clinic_bot.sandbox import simulator as sandbox_simulator
 from clinic_bot.settings import Settings
 from clinic_bot.web import api, feeds, health, staff
+from clinic_bot.web.access_log import install_werkzeug_redaction
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -80,7 +81,8 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def configure_logging() -> None:
-    """Plain, timestamped log lines on stderr (Heroku collects them)."""
+    """Plain, timestamped log lines on stderr (Heroku collects them); no secrets in them."""
+    install_werkzeug_redaction()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(

@@ -34,6 +34,15 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _owner_only(folder: Path) -> None:
+    """The instance folder holds secrets and (SQLite) the patients' database: 0700."""
+    try:
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
+    except OSError:
+        pass  # not ours to change (a shared mount); the files inside are still 0600
+
+
 def _load_or_create_secrets(instance: Path) -> dict[str, str]:
     """Secrets generated once and kept in instance/secrets.json (mode 0600)."""
     path = instance / "secrets.json"
@@ -92,7 +101,8 @@ class Settings:
         """Read the environment; secrets missing from it are generated once into the instance."""
         env = dict(os.environ if env is None else env)
         instance = Path(overrides.pop("instance_path", None) or default_instance_path())
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(instance)
         kept = {}
         if not all(env.get(k) for k in GENERATED_SECRETS):
             kept = _load_or_create_secrets(instance)
