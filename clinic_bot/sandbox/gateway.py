@@ -13,9 +13,11 @@ recovery; a wrong token: 404 "Channel not found"). The patient half is sandbox/s
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import queue
+import random
 import re
 import secrets
 import threading
@@ -259,6 +261,17 @@ def health_payload(state: str) -> dict:
     }
 
 
+@bp.route("/api/fault-rate", methods=["GET", "PUT"])
+def fault_rate():
+    """Random faults on sends: {"rate": 0.3, "kinds": ["500", "429", "reset", "stall"]}."""
+    if request.method == "PUT":
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not 0 <= float(data.get("rate", -1)) <= 1:
+            return jsonify(error={"code": "invalid_body", "message": "rate from 0 to 1"}), 400
+        _set_state("sandbox.fault_rate", data)
+    return jsonify(_state("sandbox.fault_rate", {}))
+
+
 @bp.route("/api/channel", methods=["GET", "PUT"])
 def channel():
     """Play the channel: {"state": "logged_out"} (401 on sends, a QR `health` webhook),
@@ -392,13 +405,38 @@ def _media_size(media: str) -> int:
     return 0
 
 
+def _random_fault() -> dict | None:
+    """A fault drawn at the configured rate (attack tests): 500, 429, a reset or a stall."""
+    spec = _state("sandbox.fault_rate", {})
+    rate = float(spec.get("rate", 0) or 0)
+    if rate <= 0 or random.random() >= rate:
+        return None
+    kind = random.choice(spec.get("kinds") or ["500", "429", "reset", "stall"])
+    if kind == "stall":
+        return {"delay": float(spec.get("stall", 12)), "deliver": random.random() < 0.5}
+    if kind == "reset":
+        return {"reset": True}
+    return {"status": int(kind)}
+
+
+def _reset_connection():
+    """Drop the TCP connection without an answer, as a network reset would."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(2)
+    return whapi_error(500, "connection reset")  # only seen when the socket could not be cut
+
+
 def _gateway_send(kind: str):
     refused = _channel_refusal()
     if refused:
         return refused
     if channel_state() == "logged_out":
         return whapi_error(401, "Need channel authorization for send message")
-    fault = _take_fault()
+    fault = _take_fault() or _random_fault()
+    if fault and fault.get("reset"):
+        return _reset_connection()
     if fault and fault.get("status"):
         return whapi_error(int(fault["status"]), fault.get("message", "Injected fault"))
     body = request.get_json(silent=True)
