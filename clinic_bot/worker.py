@@ -42,6 +42,7 @@ class Worker:
         )
         self.listener = CrossProcessListener(runtime.settings.database_url, runtime.waker)
         self.send_waker = Waker()
+        self.relay.on_done = self.send_waker.wake  # a finished send frees a slot
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         tick = runtime.settings.worker_tick_seconds
@@ -96,7 +97,7 @@ class Worker:
         """Relay the outbox while the inbox loop goes on handling events (pipelined)."""
         while not self._stop.is_set():
             try:
-                self.relay.drain()
+                self.relay.drain(wait=False)
                 timeout = self._until_due(self.relay.next_due())
             except Exception:
                 log.exception("send round failed")

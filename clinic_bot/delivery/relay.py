@@ -15,8 +15,10 @@ Claims are short leases renewed by a heartbeat while the batch is in progress.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -36,9 +38,11 @@ from clinic_bot.models.statuses import UNSENT, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
-MAX_SEND_ATTEMPTS = 10
-BACKOFF_BASE = 2.0  # seconds
-BACKOFF_CAP = 600.0
+# A gentle curve with many tries: 30% random faults settle within seconds, not minutes, while a
+# gateway failing everything for ~8 minutes still dead-letters nothing.
+MAX_SEND_ATTEMPTS = 20
+BACKOFF_BASE = 1.0  # seconds
+BACKOFF_CAP = 30.0
 # Short, because a heartbeat renews it while the send is in progress: a dead worker's rows
 # come back within seconds.
 LEASE = timedelta(seconds=10)
@@ -97,7 +101,15 @@ class Relay:
         self.batch = batch
         self.proactive_interval = proactive_interval
         self.broadcast_interval = max(broadcast_interval, proactive_interval)
+        self.concurrency = concurrency
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="relay")
+        # Pipelined sending (the worker): rows in flight, renewed by one heartbeat thread, and
+        # a callback when one finishes, so a stalled send never holds the others back.
+        self.on_done = None
+        self._inflight: set[int] = set()
+        self._inflight_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._keeper: threading.Thread | None = None
         self._paused: str | None = None
         self._probe_at = 0.0
         self._probe_delay = PROBE_FIRST
@@ -212,8 +224,13 @@ class Relay:
             )
         return result.rowcount or 0
 
-    def run_once(self) -> int:
-        """Claim one batch and send it; returns how many rows were claimed."""
+    def run_once(self, wait: bool = True) -> int:
+        """Claim one batch and send it; returns how many rows were claimed.
+
+        With `wait`, the batch is sent before this returns (tests, scripts). Without it (the
+        worker), the sends go on in the pool and only free slots are claimed: one slow send
+        (a 12 s stall) holds back its own chat only, never the whole batch.
+        """
         if self.channel_paused() and self.probe():
             return 0
         now = self.clock()
@@ -225,24 +242,70 @@ class Relay:
             self._parked_at = time.monotonic()
             if self.park_abandoned(now):
                 log.warning("sends abandoned by a stopped worker are checked with Whapi first")
+        limit = self.batch
+        if not wait:
+            with self._inflight_lock:
+                limit = min(limit, self.concurrency - len(self._inflight))
+            if limit <= 0:
+                return 0
         ids = claim(
             self.db,
             OutboxMessage,
             now=now,
             lease=self.lease,
-            limit=self.batch,
+            limit=limit,
             # A row left 'sending' by a dead worker comes back only through park_abandoned.
             ready=(OutboxMessage.status == "pending") & _ready_in_chat_order(),
             order_by=[OutboxMessage.id],
             claimed_status="sending",
         )
-        if ids:
+        if ids and wait:
             keeper = LeaseKeeper(
                 self.db, OutboxMessage, ids, status="sending", lease=self.lease, clock=self.clock
             )
             with keeper:
                 list(self.pool.map(self._deliver, self._load(ids)))
+        elif ids:
+            with self._inflight_lock:
+                self._inflight.update(ids)
+            self._start_keeper()
+            for loaded in self._load(ids):
+                future = self.pool.submit(self._deliver, loaded)
+                future.add_done_callback(functools.partial(self._finished, loaded["id"]))
         return len(ids)
+
+    def _finished(self, row_id: int, _future) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(row_id)
+        if self.on_done is not None:
+            self.on_done()
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = threading.Thread(
+                target=self._keep_leases, name="relay-lease", daemon=True
+            )
+            self._keeper.start()
+
+    def _keep_leases(self) -> None:
+        """Renew the lease of every row in flight, a third of a lease apart, until closed."""
+        every = max(0.2, self.lease.total_seconds() / 3)
+        while not self._closed.wait(every):
+            with self._inflight_lock:
+                ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                LeaseKeeper(
+                    self.db,
+                    OutboxMessage,
+                    ids,
+                    status="sending",
+                    lease=self.lease,
+                    clock=self.clock,
+                ).renew()
+            except Exception:  # a missed renewal only shortens the lease
+                log.warning("could not renew the leases of sends in flight", exc_info=True)
 
     def _load(self, ids: list[int]) -> list[dict]:
         """What each claimed row needs for its send, read in one query without a write lock."""
@@ -267,11 +330,11 @@ class Relay:
             ).all()
         return [r._asdict() for r in rows]
 
-    def drain(self, max_rounds: int = 1000) -> int:
-        """Send until nothing is ready; returns how many rows were handled."""
+    def drain(self, max_rounds: int = 1000, wait: bool = True) -> int:
+        """Send until nothing is ready (or, without `wait`, no slot is free); returns how many."""
         total = 0
         for _ in range(max_rounds):
-            n = self.run_once()
+            n = self.run_once(wait=wait)
             total += n
             if not n:
                 break
@@ -447,4 +510,6 @@ class Relay:
         return next_due(self.db, OutboxMessage)
 
     def close(self) -> None:
+        """Let sends in flight finish, then stop the pool and the lease heartbeat."""
         self.pool.shutdown(wait=True)
+        self._closed.set()

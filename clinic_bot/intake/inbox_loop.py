@@ -25,7 +25,7 @@ from clinic_bot.reactions.context import HandlerContext, RetryLater
 log = logging.getLogger(__name__)
 
 MAX_EVENT_ATTEMPTS = 5
-INBOX_LEASE = timedelta(seconds=15)  # renewed by a heartbeat while the batch is handled
+INBOX_LEASE = timedelta(seconds=10)  # renewed by a heartbeat while the batch is handled
 # Claimed first: what a patient is waiting on, and the channel's own state.
 URGENT_KINDS = ("messages", "calls", "health", "user")
 INBOX_BATCH = 50
