@@ -15,7 +15,7 @@ from clinic_bot.sandbox import gateway as sandbox_gateway
 from clinic_bot.sandbox import simulator as sandbox_simulator
 from clinic_bot.settings import Settings
 from clinic_bot.web import api, feeds, health, staff
-from clinic_bot.web.access_log import install_werkzeug_redaction
+from clinic_bot.web.access_log import install_log_redaction, install_werkzeug_redaction
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -88,3 +88,4 @@ def configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    install_log_redaction()

