@@ -329,3 +329,48 @@ def test_full_soak_keeps_memory_flat(live_server, tmp_path):
         samples=samples,
     )
     assert five_xx == 0
+
+
+def test_full_ten_thousand_generated_envelopes(client, runtime):
+    import warnings
+
+    from hypothesis.errors import NonInteractiveExampleWarning
+
+    from clinic_bot.intake.inbox_loop import drain_inbox
+    from tests.reliability.test_hostile_webhook import envelopes, post, valid_message
+
+    n = env_int("RELIABILITY_FUZZ_BODIES", 10_000)
+    codes: dict[int, int] = {}
+    well_formed: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonInteractiveExampleWarning)
+        for i in range(n):
+            body = envelopes.example()
+            if i % 10 == 0:  # a well-formed patient message among the hostile ones
+                msg = valid_message.example()
+                msg["id"] = f"wf-{i}"
+                well_formed.add(f"msg:wf-{i}")
+                body = {"messages": [msg], "event": {"type": "messages", "event": "post"}}
+            raw = json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass")
+            status = post(client, raw).status_code
+            codes[status] = codes.get(status, 0) + 1
+            if i % 50 == 0:
+                drain_inbox(runtime)
+    drain_inbox(runtime)
+    with runtime.db.Session() as s:
+        dead = s.execute(
+            select(func.count()).where(
+                InboxEvent.status == "dead", InboxEvent.dedupe_key.in_(well_formed)
+            )
+        ).scalar_one()
+        dead_all = s.execute(select(func.count()).where(InboxEvent.status == "dead")).scalar_one()
+    record(
+        "generated Whapi envelopes (valid, near-valid, hostile)",
+        load=f"{n} bodies, {len(well_formed)} of them well-formed patient messages",
+        answers=dict(sorted(codes.items())),
+        webhook_5xx=sum(v for k, v in codes.items() if k >= 500),
+        dead_letters_of_well_formed=dead,
+        dead_letters_all=dead_all,
+        worker="alive (every drain returned)",
+    )
+    assert not any(k >= 500 for k in codes) and dead == 0

@@ -188,3 +188,27 @@ def test_well_formed_patient_messages_are_never_dead_lettered(client, runtime, m
     drain_inbox(runtime)
     new = [r for r in inbox(runtime) if r.id not in before]
     assert [r.status for r in new if r.status == "dead"] == []
+
+
+def test_a_database_that_is_away_is_a_503_so_whapi_retries_later(tmp_path):
+    from clinic_bot.app import create_app
+    from clinic_bot.bootstrap import build_runtime
+    from clinic_bot.settings import Settings
+
+    # A PostgreSQL that is not there (restarting): nothing listens on port 9.
+    settings = Settings.from_env(
+        env={
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/away",
+            "WHAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SECRET_KEY": "k",
+        },
+        instance_path=tmp_path / "inst",
+    )
+    rt = build_runtime(settings, connect_args={"connect_timeout": 2})
+    try:
+        client = create_app(rt).test_client()
+        r = post(client, json.dumps({"messages": [message("away-1")], "event": MSG}))
+        assert r.status_code == 503
+        assert client.get("/healthz").status_code == 503
+    finally:
+        rt.db.dispose()
