@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format bench clean
+.PHONY: run test test-unit test-reliability lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test: lint
 # The fast tests of the domain and reactions alone (seconds).
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# The full attack suite (SIGKILLs under gateway faults, a flood, shuffled redeliveries, a long
+# logged-out channel, a soak); figures go to reliability-report.json. The quick versions run
+# in `make test`. Scale with RELIABILITY_SOAK_SECONDS, RELIABILITY_LOGOUT_SECONDS, …
+test-reliability: $(STAMP)
+	RELIABILITY_FULL=1 RELIABILITY_REPORT=$${RELIABILITY_REPORT:-reliability-report.json} \
+		$(BIN)/python -m pytest -q -s tests/reliability $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/webhook_ingest.py

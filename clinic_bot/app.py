@@ -12,8 +12,10 @@ from clinic_bot.bootstrap import build_runtime
 from clinic_bot.core.runtime import EXTENSION_KEY, Runtime
 from clinic_bot.intake import webhook
 from clinic_bot.sandbox import gateway as sandbox_gateway
+from clinic_bot.sandbox import simulator as sandbox_simulator
 from clinic_bot.settings import Settings
 from clinic_bot.web import api, feeds, health, staff
+from clinic_bot.web.access_log import install_log_redaction, install_werkzeug_redaction
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -53,6 +55,7 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(feeds.bp)
     if runtime.settings.sandbox:
         app.register_blueprint(sandbox_gateway.bp)
+        app.register_blueprint(sandbox_simulator.bp)
 
 
 def _wants_json() -> bool:
@@ -78,9 +81,11 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def configure_logging() -> None:
-    """Plain, timestamped log lines on stderr (Heroku collects them)."""
+    """Plain, timestamped log lines on stderr (Heroku collects them); no secrets in them."""
+    install_werkzeug_redaction()
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    install_log_redaction()

@@ -23,6 +23,7 @@ from clinic_bot.core.runtime import Runtime
 from clinic_bot.domain.profile import ProfileError
 from clinic_bot.models import StaffUser
 from clinic_bot.settings import Settings
+from clinic_bot.web.access_log import install_log_redaction
 from clinic_bot.web.api.auth import create_token
 from clinic_bot.worker import Worker
 
@@ -51,6 +52,8 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # No secrets, phones or message texts in the log (database errors' DETAIL lines included).
+    install_log_redaction()
     # Every tick would log two lines at INFO; keep the log for what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -14,6 +14,9 @@ EXAMPLE_PROFILE = PACKAGE_DIR / "clinic.example.toml"
 WHAPI_DEFAULT_URL = "https://gate.whapi.cloud"
 # Secrets taken from the environment when set, else generated once into the instance folder.
 GENERATED_SECRETS = ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET", "CALENDAR_FEED_TOKEN")
+# The least time between two proactive sends (reminders, follow-ups, broadcasts) from the
+# clinic's number, enforced when they are sent; env PROACTIVE_MIN_INTERVAL_SECONDS.
+PROACTIVE_MIN_INTERVAL = 1.0
 
 
 def default_instance_path() -> Path:
@@ -29,6 +32,15 @@ def normalize_database_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def _owner_only(folder: Path) -> None:
+    """The instance folder holds secrets and (SQLite) the patients' database: 0700."""
+    try:
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
+    except OSError:
+        pass  # not ours to change (a shared mount); the files inside are still 0600
 
 
 def _load_or_create_secrets(instance: Path) -> dict[str, str]:
@@ -72,6 +84,7 @@ class Settings:
     worker_lease_seconds: float | None = None
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
+    proactive_min_interval: float = PROACTIVE_MIN_INTERVAL
 
     @property
     def sandbox(self) -> bool:
@@ -83,7 +96,8 @@ class Settings:
         """Read the environment; secrets missing from it are generated once into the instance."""
         env = dict(os.environ if env is None else env)
         instance = Path(overrides.pop("instance_path", None) or default_instance_path())
-        instance.mkdir(parents=True, exist_ok=True)
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(instance)
         kept = {}
         if not all(env.get(k) for k in GENERATED_SECRETS):
             kept = _load_or_create_secrets(instance)
@@ -111,6 +125,9 @@ class Settings:
             if env.get("WORKER_LEASE_SECONDS")
             else None,
             calendar_feed_token=env.get("CALENDAR_FEED_TOKEN") or kept["CALENDAR_FEED_TOKEN"],
+            proactive_min_interval=float(
+                env.get("PROACTIVE_MIN_INTERVAL_SECONDS") or PROACTIVE_MIN_INTERVAL
+            ),
         )
         values.update(overrides)
         return cls(**values)

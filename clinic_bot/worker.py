@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -30,10 +31,18 @@ class Worker:
     def __init__(self, runtime: Runtime, *, blocking: bool = False):
         self.runtime = runtime
         self.relay = Relay(
-            runtime.db, runtime.client, runtime.clock, lease=lease_for(runtime, OUTBOX_LEASE)
+            runtime.db,
+            runtime.client,
+            runtime.clock,
+            lease=lease_for(runtime, OUTBOX_LEASE),
+            # One pacer for every proactive send from the clinic's number (reminders,
+            # follow-ups, broadcasts); broadcasts keep their own, longer, minimum too.
+            proactive_interval=timedelta(seconds=runtime.settings.proactive_min_interval),
+            broadcast_interval=getattr(runtime.profile, "broadcast_min_interval", timedelta(0)),
         )
         self.listener = CrossProcessListener(runtime.settings.database_url, runtime.waker)
         self.send_waker = Waker()
+        self.relay.on_done = self.send_waker.wake  # a finished send frees a slot
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         tick = runtime.settings.worker_tick_seconds
@@ -90,7 +99,7 @@ class Worker:
         """Relay the outbox while the inbox loop goes on handling events (pipelined)."""
         while not self._stop.is_set():
             try:
-                self.relay.drain()
+                self.relay.drain(wait=False)
                 timeout = self._until_due(self.relay.next_due())
             except Exception:
                 log.exception("send round failed")

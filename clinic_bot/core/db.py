@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -41,9 +42,29 @@ class Base(DeclarativeBase):
     """Declarative base for every model."""
 
 
+def _private_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (it holds patient data).
+
+    SQLite gives its -wal and -shm files the database file's mode, so they follow.
+    """
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path.startswith(":memory:") or "mode=memory" in url:
+        return
+    path = path.split("?", 1)[0]
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # a read-only or missing folder: SQLite itself will say what is wrong
+
+
 def make_engine(url: str, **kw) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout and write transactions that start IMMEDIATE."""
+    # Error logs must not carry SQL parameters: they are patient phones and message texts.
+    kw.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        _private_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
 
         @event.listens_for(engine, "connect")

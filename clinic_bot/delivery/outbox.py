@@ -29,6 +29,20 @@ TERMINAL = {DeliveryStatus.DEAD, DeliveryStatus.CANCELLED}
 OPT_OUT_SAFE = {"optout"}
 
 
+MAX_KEY = 250  # the idempotency_key column holds 300
+
+
+def bounded_key(key: str) -> str:
+    """An idempotency key the column can hold whatever the ids in it: huge or odd ones hashed.
+
+    Deterministic, so a retried event still finds the key it enqueued the first time.
+    """
+    if len(key) <= MAX_KEY and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[:40]}…h:{digest}" if key[:40].isprintable() else f"h:{digest}"
+
+
 def fingerprint(chat_id: str, text: str) -> str:
     """A hash of where a message goes and what it says, to match our echoes to outbox rows."""
     return hashlib.sha256(f"{chat_id}\n{' '.join(text.split())}".encode()).hexdigest()
@@ -55,7 +69,7 @@ def enqueue(
         OutboxMessage,
         [
             dict(
-                idempotency_key=key,
+                idempotency_key=bounded_key(key),
                 patient_id=patient.id if patient is not None else None,
                 chat_id=chat_id,
                 endpoint=endpoint,

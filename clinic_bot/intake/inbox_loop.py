@@ -1,7 +1,10 @@
 """Event IN, second half: claim stored inbox rows and hand each to the reaction for its type.
 
 Each row's domain changes and outbox rows commit in one transaction; a failure is retried with
-backoff (2, 4, 8, 16 s) and dead-lettered with its error after 5 attempts, kept for staff.
+backoff (2, 4, 8, 16 s) and dead-lettered with its error after 5 attempts, kept for staff. An
+item nothing can be made of is dead-lettered at once, naming the patient when one is known.
+Patient messages, taps and calls are claimed before bulk status/chat/label events, so a flood
+of low-value events never delays a reply; claims are short leases renewed while in progress.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from clinic_bot.adapters.whapi.payloads import parse_item
+from clinic_bot.adapters.whapi.payloads import UnreadableItem, parse_item
 from clinic_bot.core.db import claim
 from clinic_bot.core.runtime import Runtime
+from clinic_bot.delivery.leases import LeaseKeeper
 from clinic_bot.delivery.outbox import Outbox
 from clinic_bot.domain import events as ev
 from clinic_bot.models import GatewayState, InboxEvent
@@ -24,7 +28,9 @@ from clinic_bot.reactions.context import HandlerContext, RetryLater
 log = logging.getLogger(__name__)
 
 MAX_EVENT_ATTEMPTS = 5
-INBOX_LEASE = timedelta(minutes=2)
+INBOX_LEASE = timedelta(seconds=10)  # renewed by a heartbeat while the batch is handled
+# Claimed first: what a patient is waiting on, and the channel's own state.
+URGENT_KINDS = ("messages", "calls", "health", "user")
 INBOX_BATCH = 50
 RETRY_LATER_DELAY = timedelta(seconds=2)
 
@@ -68,10 +74,41 @@ def process_inbox_row(runtime: Runtime, row_id: int) -> str | None:
             return outcome
     except RetryLater as exc:
         _reschedule(runtime, row_id, str(exc), now + RETRY_LATER_DELAY, dead=False)
+    except UnreadableItem as exc:
+        _unreadable(runtime, row_id, str(exc))
     except Exception as exc:
         log.exception("inbox event %s failed", row_id)
         _fail(runtime, row_id, exc, now)
     return None
+
+
+def _sender_of(payload) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    for key in ("from", "chat_id"):
+        value = payload.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            digits = "".join(ch for ch in str(value).split("@")[0] if ch.isdigit())
+            if 7 <= len(digits) <= 15:
+                return f"+{digits}"
+    return None
+
+
+def _unreadable(runtime: Runtime, row_id: int, reason: str) -> None:
+    """Dead-letter an item nothing can be made of at once: retrying cannot help it."""
+    with runtime.db.transaction() as s:
+        row = s.get(InboxEvent, row_id)
+        if row is None or row.status != "processing":
+            return
+        who = _sender_of(row.payload)
+        row.status = "dead"
+        row.processed_at = runtime.clock()
+        row.last_error = (
+            f"could not understand a message from {who}: {reason}; answer the patient by hand"
+            if who
+            else f"could not understand this item: {reason}"
+        )[:4000]
+    log.warning("inbox event %s could not be understood; kept for staff", row_id)
 
 
 def _fail(runtime: Runtime, row_id: int, exc: Exception, now) -> None:
@@ -110,25 +147,39 @@ def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None, stopp
     total = 0
     lease = lease_for(runtime, INBOX_LEASE)
     for _ in range(max_rounds):
+        ids = claim_fairly(runtime, lease)
+        if not ids:
+            break
+        keeper = LeaseKeeper(
+            runtime.db, InboxEvent, ids, status="processing", lease=lease, clock=runtime.clock
+        )
+        with keeper:
+            for i, row_id in enumerate(ids):
+                if stopping is not None and stopping():
+                    release_claims(runtime, ids[i:])
+                    return total + i
+                process_inbox_row(runtime, row_id)
+                if on_handled is not None:
+                    on_handled()
+        total += len(ids)
+    return total
+
+
+def claim_fairly(runtime: Runtime, lease: timedelta) -> list[int]:
+    """Claim the next batch: patient messages, taps and calls first, then everything else."""
+    for ready in (InboxEvent.kind.in_(URGENT_KINDS), None):
         ids = claim(
             runtime.db,
             InboxEvent,
             now=runtime.clock(),
             lease=lease,
             limit=INBOX_BATCH,
+            ready=ready,
             order_by=[InboxEvent.id],
         )
-        if not ids:
-            break
-        for i, row_id in enumerate(ids):
-            if stopping is not None and stopping():
-                release_claims(runtime, ids[i:])
-                return total + i
-            process_inbox_row(runtime, row_id)
-            if on_handled is not None:
-                on_handled()
-        total += len(ids)
-    return total
+        if ids:
+            return ids
+    return []
 
 
 def release_claims(runtime: Runtime, ids: list[int]) -> None:

@@ -38,7 +38,11 @@ class InboxEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_inbox_ready", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_inbox_ready", "status", "next_attempt_at"),
+        # Patient messages are claimed before bulk events (intake.inbox_loop.claim_fairly).
+        Index("ix_inbox_kind_ready", "status", "kind", "next_attempt_at"),
+    )
 
 
 class Patient(Base):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from clinic_bot.delivery.channel import mark_channel
 from clinic_bot.domain import events as ev
-from clinic_bot.models import GatewayState
 from clinic_bot.reactions.context import HandlerContext
 
 log = logging.getLogger(__name__)
@@ -15,9 +15,8 @@ HEALTHY_CHANNEL = {"AUTH", "CONNECTED"}
 
 def handle_channel(ctx: HandlerContext, event: ev.ChannelChanged) -> str:
     """Keep the channel's state for /healthz; a logged-out phone is logged loudly."""
-    GatewayState.put(
-        ctx.session, "channel", {"status": event.status, "at": ctx.now.isoformat()}, ctx.now
-    )
+    # The relay reads this fact: AUTH resumes paused sends, a logged-out state pauses them.
+    mark_channel(ctx.session, event.status, ctx.now)
     if event.status not in HEALTHY_CHANNEL:
         log.error("WhatsApp channel needs attention: %s (scan the QR code in Whapi)", event.status)
     return f"channel {event.status}"

@@ -1,17 +1,23 @@
-"""The sandbox gateway: behaves like Whapi.Cloud for the sends we make, over real HTTP.
+"""The sandbox gateway: behaves like Whapi.Cloud for the calls we make, over real HTTP.
 
-Mounted at /sandbox when WHAPI_TOKEN is unset. Its gateway half (/sandbox/gateway/…) answers
-send calls with Whapi's bodies and errors, then posts back to our webhook what Whapi would:
-the `from_me` echo, then statuses sent → delivered → read. Its patient half (/sandbox/api/…,
-and the simulator page at /sandbox) lets a person or a test write and tap as a patient would.
-Faults can be injected (error statuses, slow answers) to exercise retries.
+Mounted at /sandbox/gateway when WHAPI_TOKEN is unset; as strict as Whapi per its published
+request schemas (Whapi-Cloud's MCP manifest and OpenAPI): it refuses what Whapi refuses, with
+Whapi's error shape, and answers 401 without a token. Accepted sends are posted back to our
+webhook as Whapi would: the `from_me` echo, then statuses sent → delivered → read.
+`GET /messages/list/{ChatID}` lists what was sent, so lost answers can be settled.
+Test affordances under /sandbox/api: faults (error statuses, stalls whose send did or did not
+go out) and the channel's state (a logged-out phone: 401 on sends and a `health` webhook, then
+recovery; a wrong token: 404 "Channel not found"). The patient half is sandbox/simulator.py.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import logging
 import queue
+import random
 import re
 import secrets
 import threading
@@ -19,7 +25,7 @@ import time
 from datetime import datetime
 
 import requests
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from clinic_bot.adapters.whapi import bodies as limits
@@ -28,9 +34,30 @@ from clinic_bot.domain.phones import InvalidPhone, normalize_phone
 from clinic_bot.models import GatewayState, SandboxMessage
 
 log = logging.getLogger(__name__)
-bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+bp = Blueprint("sandbox_gateway", __name__, url_prefix="/sandbox")
 
 TO_PATTERN = re.compile(r"^[\d-]{9,31}(@[\w.]{1,})?$")
+MESSAGE_ID_PATTERN = re.compile(
+    r"^[A-Za-z0-9._]{4,30}-[A-Za-z0-9._]{4,14}(-[A-Za-z0-9._]{4,10})?(-[A-Za-z0-9._]{2,10})?$"
+)
+DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w.+-]+=[^;,]*)*;base64,[A-Za-z0-9+/=\s]+$")
+# The channel's state, as the sandbox plays it: "auth", "logged_out" or "wrong_token".
+CHANNEL_STATES = ("auth", "logged_out", "wrong_token")
+WEBHOOK_EVENT_TYPES = {
+    "messages",
+    "statuses",
+    "chats",
+    "contacts",
+    "groups",
+    "presences",
+    "calls",
+    "channel",
+    "users",
+    "labels",
+    "service",
+}
+WEBHOOK_METHODS = {"post", "put", "delete", "patch"}
+AUTO_DOWNLOAD = {"image", "audio", "voice", "video", "document", "sticker"}
 DEFAULT_SETTINGS = {"auto_read": True, "status_delay": 0.05}
 CHANNEL_ID = "SANDBOX-CLINIC"
 RECENT_STATUSES = 40  # how many of a chat's newest clinic messages report their tick per poll
@@ -46,7 +73,7 @@ def whapi_error(status: int, message: str, details: str = ""):
 
 def new_message_id() -> str:
     """An id shaped like Whapi's message ids."""
-    return f"{secrets.token_urlsafe(16)}-gSandbox"
+    return f"{secrets.token_hex(11)}-gSandbox"
 
 
 def _timestamp(dt: datetime) -> int:
@@ -201,7 +228,102 @@ def status_payload(message_id: str, phone: str, status: str, code: int, at: date
     }
 
 
+# ------------------------------------------------------------------ the channel's state
+
+
+def channel_state() -> str:
+    """How the sandbox plays the channel now: "auth", "logged_out" or "wrong_token"."""
+    return str(_state("sandbox.channel", {"state": "auth"}).get("state", "auth"))
+
+
+def _channel_refusal():
+    """Whapi's answer when the channel cannot serve a call at all, or None."""
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or not auth[7:].strip():
+        return whapi_error(401, "Unauthorized", "send Authorization: Bearer <token>")
+    if channel_state() == "wrong_token":
+        return whapi_error(404, "Channel not found")
+    return None
+
+
+def health_payload(state: str) -> dict:
+    """A Whapi `health` webhook (channel.post) for the channel's state."""
+    code, text = (4, "AUTH") if state == "auth" else (3, "QR")
+    return {
+        "health": {
+            "start_at": 0,
+            "uptime": 1,
+            "status": {"code": code, "text": text},
+            "version": "sandbox",
+        },
+        "event": {"type": "channel", "event": "post"},
+        "channel_id": CHANNEL_ID,
+    }
+
+
+@bp.route("/api/fault-rate", methods=["GET", "PUT"])
+def fault_rate():
+    """Random faults on sends: {"rate": 0.3, "kinds": ["500", "429", "reset", "stall"]}."""
+    if request.method == "PUT":
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict) or not 0 <= float(data.get("rate", -1)) <= 1:
+            return jsonify(error={"code": "invalid_body", "message": "rate from 0 to 1"}), 400
+        _set_state("sandbox.fault_rate", data)
+    return jsonify(_state("sandbox.fault_rate", {}))
+
+
+@bp.route("/api/channel", methods=["GET", "PUT"])
+def channel():
+    """Play the channel: {"state": "logged_out"} (401 on sends, a QR `health` webhook),
+    {"state": "auth"} (recovery, an AUTH `health` webhook), {"state": "wrong_token"} (404)."""
+    if request.method == "PUT":
+        data = request.get_json(silent=True)
+        state = data.get("state") if isinstance(data, dict) else None
+        if state not in CHANNEL_STATES:
+            message = f"state must be one of {', '.join(CHANNEL_STATES)}"
+            return jsonify(error={"code": "invalid_body", "message": message}), 400
+        before = channel_state()
+        _set_state("sandbox.channel", {"state": state})
+        notify = data.get("webhook", True) and state != "wrong_token" and state != before
+        if notify:
+            rt = get_runtime()
+            url = f"{rt.settings.public_url}/webhooks/whapi"
+            CALLBACKS.put(url, rt.settings.webhook_secret, health_payload(state))
+    return jsonify(state=channel_state())
+
+
 # ------------------------------------------------------------------ gateway: Whapi's send API
+
+
+def _text_field(body: dict, key: str, required: bool = False) -> str | None:
+    """Why an optional {"text": str} part (header, body, footer) is wrong, or None."""
+    part = body.get(key)
+    if part is None:
+        return f"{key} is required" if required else None
+    if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+        return f"{key} must be an object with a text string"
+    if required and not part["text"].strip():
+        return f"{key}.text must not be empty"
+    return None
+
+
+def _check_common(body: dict) -> str | None:
+    """The fields every send schema shares: to, quoted, edit, typing_time."""
+    to = body.get("to")
+    if not isinstance(to, str) or not TO_PATTERN.match(to):
+        return "to: not a valid chat id"
+    for key in ("quoted", "edit"):
+        value = body.get(key)
+        if value is not None and (
+            not isinstance(value, str) or not MESSAGE_ID_PATTERN.match(value)
+        ):
+            return f"{key}: not a message id"
+    typing = body.get("typing_time")
+    if typing is not None and (
+        isinstance(typing, bool) or not isinstance(typing, int | float) or not 0 <= typing <= 60
+    ):
+        return "typing_time must be a number from 0 to 60"
+    return None
 
 
 def _check_interactive(body: dict) -> str | None:
@@ -209,6 +331,10 @@ def _check_interactive(body: dict) -> str | None:
     action = body.get("action")
     if not isinstance(action, dict):
         return "action is required"
+    for key, required in (("header", False), ("body", True), ("footer", False)):
+        problem = _text_field(body, key, required)
+        if problem:
+            return problem
     kind = body.get("type", "button")
     if kind == "button":
         buttons = action.get("buttons")
@@ -225,8 +351,8 @@ def _check_interactive(body: dict) -> str | None:
             title = b.get("title")
             if not isinstance(title, str) or not title or len(title) > limits.BUTTON_TITLE:
                 return f"button title must be 1 to {limits.BUTTON_TITLE} characters"
-            if b["type"] == "quick_reply" and not isinstance(b.get("id"), str):
-                return "a quick_reply button needs an id"
+            if not isinstance(b.get("id"), str) or not b["id"]:
+                return "every button needs an id"
         return None
     if kind == "list":
         lst = action.get("list")
@@ -257,48 +383,126 @@ def _check_interactive(body: dict) -> str | None:
     return f"unsupported interactive type {kind!r}"
 
 
+def _check_media(body: dict) -> str | None:
+    """A document's `media` must be a URL or a base64 data URI; the rest strings if given."""
+    media = body.get("media")
+    if not isinstance(media, str) or not media:
+        return "media is required"
+    if not (media.startswith(("http://", "https://")) or DATA_URI.match(media)):
+        return "media must be a URL or a base64 data URI"
+    for key in ("mime_type", "caption", "filename"):
+        if key in body and not isinstance(body[key], str):
+            return f"{key} must be a string"
+    return None
+
+
+def _media_size(media: str) -> int:
+    if media.startswith("data:"):
+        try:
+            return len(base64.b64decode(media.split(",", 1)[1], validate=False))
+        except (ValueError, IndexError):
+            return 0
+    return 0
+
+
+def _random_fault() -> dict | None:
+    """A fault drawn at the configured rate (attack tests): 500, 429, a reset or a stall."""
+    spec = _state("sandbox.fault_rate", {})
+    rate = float(spec.get("rate", 0) or 0)
+    if rate <= 0 or random.random() >= rate:
+        return None
+    kind = random.choice(spec.get("kinds") or ["500", "429", "reset", "stall"])
+    if kind == "stall":
+        return {"delay": float(spec.get("stall", 12)), "deliver": random.random() < 0.5}
+    if kind == "reset":
+        return {"reset": True}
+    return {"status": int(kind)}
+
+
+def _reset_connection():
+    """Drop the TCP connection without an answer, as a network reset would."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(2)
+    return whapi_error(500, "connection reset")  # only seen when the socket could not be cut
+
+
 def _gateway_send(kind: str):
-    auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or not auth[7:].strip():
-        return whapi_error(401, "Unauthorized", "send Authorization: Bearer <token>")
-    fault = _take_fault()
-    if fault and fault.get("delay"):
-        time.sleep(float(fault["delay"]))
-        if not fault.get("deliver"):
-            return whapi_error(504, "Gateway timeout")
+    refused = _channel_refusal()
+    if refused:
+        return refused
+    if channel_state() == "logged_out":
+        return whapi_error(401, "Need channel authorization for send message")
+    fault = _take_fault() or _random_fault()
+    if fault and fault.get("reset"):
+        return _reset_connection()
     if fault and fault.get("status"):
         return whapi_error(int(fault["status"]), fault.get("message", "Injected fault"))
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
+        if fault and fault.get("delay"):
+            time.sleep(float(fault["delay"]))
         return whapi_error(400, "Wrong request parameters", "the body must be a JSON object")
-    to = body.get("to")
-    if not isinstance(to, str) or not TO_PATTERN.match(to):
-        return whapi_error(400, "Wrong request parameters", "to: not a valid chat id")
-    if kind == "text":
+    problem = _check_common(body)
+    if not problem and kind == "text":
         text = body.get("body")
         if not isinstance(text, str) or not text.strip() or len(text) > limits.TEXT_BODY:
-            return whapi_error(400, "Wrong request parameters", "body is required")
-    elif kind == "interactive":
+            problem = "body is required"
+    elif not problem and kind == "interactive":
         problem = _check_interactive(body)
-        if problem:
-            return whapi_error(400, "Wrong request parameters", problem)
-    elif kind == "document" and (not isinstance(body.get("media"), str) or not body["media"]):
-        return whapi_error(400, "Wrong request parameters", "media is required")
+    elif not problem and kind == "document":
+        problem = _check_media(body)
+    if problem:
+        return whapi_error(400, "Wrong request parameters", problem)
     try:
-        phone = normalize_phone(to)
+        phone = normalize_phone(body["to"])
     except InvalidPhone:
         return whapi_error(400, "Wrong request parameters", "to: not a phone")
+    if fault and fault.get("delay") and not fault.get("deliver"):
+        # A stall whose send never went out: the caller times out, nothing was sent.
+        time.sleep(float(fault["delay"]))
+        return whapi_error(504, "Gateway timeout")
     rt = get_runtime()
     now = rt.clock()
-    mid = new_message_id()
+    message = _sent_message(kind, body, phone, now)
+    with rt.db.transaction() as s:
+        s.add(
+            SandboxMessage(
+                message_id=message["id"],
+                phone=phone,
+                direction="out",
+                kind=message["type"],
+                payload=body,
+                status="sent",
+                created_at=now,
+            )
+        )
+    _queue_echo_and_statuses(message, phone)
+    if fault and fault.get("delay"):
+        # Sent at once, as Whapi does, but the answer is late: the caller may give up on it.
+        time.sleep(float(fault["delay"]))
+    return jsonify({"sent": True, "message": message}), 200
+
+
+def _sent_message(kind: str, body: dict, phone: str, now: datetime) -> dict:
+    """The Message Whapi answers (and echoes) for an accepted send."""
     content = {k: v for k, v in body.items() if k not in ("to", "type")}
     if kind == "interactive":
         msg_type = "interactive"
         content = {"type": body.get("type", "button"), **content}
     else:
         msg_type = kind
+    if kind == "document":
+        content = {
+            "id": secrets.token_hex(16),
+            "mime_type": body.get("mime_type", "application/octet-stream"),
+            "file_size": _media_size(body["media"]),
+            "filename": body.get("filename", ""),
+            "caption": body.get("caption", ""),
+        }
     message = {
-        "id": mid,
+        "id": new_message_id(),
         "from_me": True,
         "type": msg_type,
         "chat_id": f"{phone}@s.whatsapp.net",
@@ -310,20 +514,7 @@ def _gateway_send(kind: str):
     }
     if kind == "text":
         message["text"] = {"body": body["body"]}
-    with rt.db.transaction() as s:
-        s.add(
-            SandboxMessage(
-                message_id=mid,
-                phone=phone,
-                direction="out",
-                kind=msg_type,
-                payload=body,
-                status="sent",
-                created_at=now,
-            )
-        )
-    _queue_echo_and_statuses(message, phone)
-    return jsonify({"sent": True, "message": message}), 200
+    return message
 
 
 @bp.post("/gateway/messages/text")
@@ -341,53 +532,155 @@ def gateway_document():
     return _gateway_send("document")
 
 
+def listed_message(m: SandboxMessage) -> dict:
+    """A sent message as GET /messages/list shows it."""
+    p = m.payload or {}
+    item = {
+        "id": m.message_id,
+        "from_me": m.direction == "out",
+        "type": m.kind,
+        "chat_id": f"{m.phone}@s.whatsapp.net",
+        "timestamp": _timestamp(m.created_at),
+        "source": "api" if m.direction == "out" else "mobile",
+    }
+    if m.direction != "out":
+        return {**p, **item}
+    if m.kind == "text":
+        item["text"] = {"body": p.get("body", "")}
+    elif m.kind == "interactive":
+        item["interactive"] = {k: v for k, v in p.items() if k != "to"}
+    elif m.kind == "document":
+        item["document"] = {"caption": p.get("caption", ""), "filename": p.get("filename", "")}
+    return item
+
+
+@bp.get("/gateway/messages/list/<chat_id>")
+def gateway_list_messages(chat_id: str):
+    """The chat's messages, newest first (Whapi's getMessagesByChatID)."""
+    refused = _channel_refusal()
+    if refused:
+        return refused
+    try:
+        phone = normalize_phone(chat_id)
+    except InvalidPhone:
+        return whapi_error(400, "Wrong request parameters", "ChatID: not a chat id")
+    args = request.args
+    try:
+        count = int(args.get("count", 100))
+        offset = int(args.get("offset", 0))
+        time_from = float(args["time_from"]) if "time_from" in args else None
+    except ValueError:
+        return whapi_error(400, "Wrong request parameters", "count, offset, time_from: numbers")
+    if not 1 <= count <= 500 or offset < 0:
+        return whapi_error(400, "Wrong request parameters", "count 1..500, offset >= 0")
+    with get_runtime().db.ReadSession() as s:
+        stmt = select(SandboxMessage).where(SandboxMessage.phone == phone)
+        if args.get("from_me") == "true":
+            stmt = stmt.where(SandboxMessage.direction == "out")
+        rows = list(s.execute(stmt.order_by(SandboxMessage.id.desc())).scalars())
+    items = [listed_message(m) for m in rows]
+    if time_from is not None:
+        items = [m for m in items if m["timestamp"] >= time_from]
+    if args.get("sort") == "asc":
+        items.reverse()
+    page = items[offset : offset + count]
+    return jsonify(messages=page, count=len(page), total=len(items), offset=offset)
+
+
 @bp.get("/gateway/health")
 def gateway_health():
-    return jsonify(
-        {
-            "channel_id": CHANNEL_ID,
-            "start_at": 0,
-            "uptime": 1,
-            "status": {"code": 4, "text": "AUTH"},
-            "version": "sandbox",
-        }
-    )
+    refused = _channel_refusal()
+    if refused:
+        return refused
+    body = health_payload(channel_state())["health"]
+    return jsonify({"channel_id": CHANNEL_ID, **body})
 
 
 @bp.get("/gateway/settings")
 def gateway_settings():
+    refused = _channel_refusal()
+    if refused:
+        return refused
     return jsonify(_state("sandbox.whapi_settings", {"webhooks": []}))
+
+
+def _number_in(body: dict, key: str, low: float, high: float) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        return f"{key} must be a number from {low:g} to {high:g}"
+    return None
+
+
+def _check_settings(body: dict) -> str | None:
+    """Why Whapi would refuse this PATCH /settings body (updateChannelSettings), or None."""
+    for key, low, high in (
+        ("callback_backoff_delay_ms", 3000, 15000),
+        ("max_callback_backoff_delay_ms", 600000, 3600000),
+    ):
+        problem = _number_in(body, key, low, high)
+        if problem:
+            return problem
+    for key in ("callback_persist", "pdo_sync"):
+        if key in body and not isinstance(body[key], bool):
+            return f"{key} must be a boolean"
+    media = body.get("media")
+    if media is not None:
+        auto = media.get("auto_download", []) if isinstance(media, dict) else None
+        if not isinstance(auto, list) or any(a not in AUTO_DOWNLOAD for a in auto):
+            return f"media.auto_download items must be among {', '.join(sorted(AUTO_DOWNLOAD))}"
+    hooks = body.get("webhooks")
+    if hooks is None:
+        return None
+    if not isinstance(hooks, list):
+        return "webhooks must be an array"
+    for i, hook in enumerate(hooks):
+        where = f"webhooks[{i}]"
+        if not isinstance(hook, dict) or not isinstance(hook.get("url"), str) or not hook["url"]:
+            return f"{where}.url is required"
+        if hook.get("mode", "body") not in ("body", "path", "method"):
+            return f"{where}.mode must be body, path or method"
+        headers = hook.get("headers", {})
+        if not isinstance(headers, dict) or len(headers) > 5:
+            return f"{where}.headers: an object of at most 5 headers"
+        if any(not isinstance(v, str) for v in headers.values()):
+            return f"{where}.headers values must be strings"
+        problem = _number_in(hook, "webhook_max_age_seconds", 15, 172800)
+        if problem:
+            return f"{where}.{problem}"
+        events = hook.get("events", [])
+        if not isinstance(events, list):
+            return f"{where}.events must be an array"
+        for e in events:
+            if not isinstance(e, dict) or e.get("type") not in WEBHOOK_EVENT_TYPES:
+                return (
+                    f"{where}.events: unknown type {e.get('type') if isinstance(e, dict) else e!r}"
+                )
+            if e.get("method") not in WEBHOOK_METHODS:
+                return f"{where}.events: method must be post, put, delete or patch"
+    return None
 
 
 @bp.patch("/gateway/settings")
 def gateway_patch_settings():
+    refused = _channel_refusal()
+    if refused:
+        return refused
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return whapi_error(400, "Wrong request parameters", "the body must be a JSON object")
+    problem = _check_settings(body)
+    if problem:
+        return whapi_error(400, "Wrong request parameters", problem)
     current = dict(_state("sandbox.whapi_settings", {"webhooks": []}))
     current.update(body)  # like Whapi: absent fields unchanged, `webhooks` replaced whole
     _set_state("sandbox.whapi_settings", current)
     return jsonify(current)
 
 
-# ------------------------------------------------------------------ patient side
-
-
-def _out_message(message_id: str | None, phone: str, want: str, choice_id: str):
-    """The interactive message a tap answers: by id, else the newest one offering `choice_id`."""
-    with get_runtime().db.ReadSession() as s:
-        stmt = select(SandboxMessage).where(
-            SandboxMessage.phone == phone, SandboxMessage.direction == "out"
-        )
-        if message_id:
-            return s.execute(stmt.where(SandboxMessage.message_id == message_id)).scalar()
-        for msg in s.execute(stmt.order_by(SandboxMessage.id.desc()).limit(30)).scalars():
-            if any(c["id"] == choice_id for c in _choices(msg.payload, want)):
-                return msg
-    return None
-
-
-def _choices(payload: dict, want: str) -> list[dict]:
+def choices(payload: dict, want: str) -> list[dict]:
+    """The buttons or list rows an interactive message offered."""
     action = payload.get("action") or {}
     if want == "button":
         return [{"id": b.get("id"), "title": b.get("title")} for b in action.get("buttons") or []]
@@ -395,231 +688,6 @@ def _choices(payload: dict, want: str) -> list[dict]:
     for sec in (action.get("list") or {}).get("sections") or []:
         out.extend(sec.get("rows") or [])
     return out
-
-
-def _patient_message(phone: str, data: dict, now: datetime) -> dict | str:
-    """A Whapi `messages[]` item for what the simulated patient did, or an error text."""
-    mid = new_message_id()
-    base = {
-        "id": mid,
-        "from_me": False,
-        "chat_id": f"{phone}@s.whatsapp.net",
-        "timestamp": _timestamp(now),
-        "source": "mobile",
-        "from": phone,
-        "from_name": data.get("name") or "Sandbox patient",
-    }
-    if "text" in data:
-        text = str(data["text"])
-        if re.search(r"https?://", text):
-            return {**base, "type": "link_preview", "link_preview": {"body": text, "url": text}}
-        return {**base, "type": "text", "text": {"body": text}}
-    for want, reply_type, prefix in (
-        ("button", "buttons_reply", "ButtonsV3:"),
-        ("list", "list_reply", "ListV3:"),
-    ):
-        if want in data:
-            tap = data[want] if isinstance(data[want], dict) else {"id": data[want]}
-            choice_id = str(tap.get("id", ""))
-            out = _out_message(tap.get("message_id"), phone, want, choice_id)
-            choice = None
-            if out is not None:
-                choice = next(
-                    (c for c in _choices(out.payload, want) if c["id"] == choice_id), None
-                )
-            if choice is None and not tap.get("force"):
-                return f"no {want} {choice_id!r} was offered to this patient"
-            choice = choice or {"id": choice_id, "title": tap.get("title", choice_id)}
-            reply = {"id": prefix + choice_id, "title": choice.get("title", "")}
-            if want == "list":
-                reply["description"] = choice.get("description", "")
-            msg = {**base, "type": "reply", "reply": {"type": reply_type, reply_type: reply}}
-            if out is not None:
-                msg["context"] = {
-                    "quoted_id": out.message_id,
-                    "quoted_author": "49301234567",
-                    "quoted_type": "hsm" if want == "button" else "list",
-                    "quoted_content": out.payload,
-                }
-            return msg
-    if "reaction" in data:
-        r = data["reaction"]
-        return {
-            **base,
-            "type": "action",
-            "action": {
-                "target": r.get("message_id"),
-                "type": "reaction",
-                "emoji": r.get("emoji", ""),
-            },
-        }
-    if "location" in data:
-        loc = data["location"] or {}
-        return {
-            **base,
-            "type": "location",
-            "location": {
-                "latitude": loc.get("latitude", 52.52),
-                "longitude": loc.get("longitude", 13.4),
-            },
-        }
-    media = data.get("media")
-    if media in ("image", "video", "audio", "voice", "document", "sticker", "gif"):
-        mime = {"image": "image/jpeg", "voice": "audio/ogg; codecs=opus", "sticker": "image/webp"}
-        return {
-            **base,
-            "type": media,
-            media: {
-                "id": secrets.token_hex(8),
-                "mime_type": mime.get(media, "application/octet-stream"),
-            },
-        }
-    return "say what the patient does: text, button, list, reaction, location, media or call"
-
-
-@bp.post("/api/patients/<phone>/messages")
-def patient_sends(phone: str):
-    """The simulated patient writes, taps or reacts; the webhook is posted over real HTTP."""
-    try:
-        phone = normalize_phone(phone)
-    except InvalidPhone as exc:
-        return jsonify(error={"code": "invalid_phone", "message": str(exc)}), 400
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        return jsonify(error={"code": "invalid_body", "message": "send a JSON object"}), 400
-    rt = get_runtime()
-    now = rt.clock()
-    if "call" in data:
-        call_id = secrets.token_hex(10).upper()
-        payload = {
-            "calls": [
-                {
-                    "id": call_id,
-                    "from": f"{phone}@s.whatsapp.net",
-                    "chat_id": f"{phone}@s.whatsapp.net",
-                    "status": str(data["call"] or "missed"),
-                    "timestamp": int(now.timestamp() * 1000),
-                    "group_call": False,
-                    "video_call": False,
-                    "offline_call": False,
-                }
-            ],
-            "event": {"type": "calls", "event": "post"},
-            "channel_id": CHANNEL_ID,
-        }
-        return jsonify(message_id=call_id, webhook_status=post_to_webhook(payload)), 200
-    message = _patient_message(phone, data, now)
-    if isinstance(message, str):
-        return jsonify(error={"code": "invalid_action", "message": message}), 400
-    with rt.db.transaction() as s:
-        s.add(
-            SandboxMessage(
-                message_id=message["id"],
-                phone=phone,
-                direction="in",
-                kind=message["type"],
-                payload=message,
-                status="sent",
-                created_at=now,
-            )
-        )
-    payload = {
-        "messages": [message],
-        "event": {"type": "messages", "event": "post"},
-        "channel_id": CHANNEL_ID,
-    }
-    return jsonify(message_id=message["id"], webhook_status=post_to_webhook(payload)), 200
-
-
-def transcript_item(m: SandboxMessage) -> dict:
-    """One chat message as the simulator and tests see it."""
-    item = {
-        "id": m.id,
-        "message_id": m.message_id,
-        "direction": m.direction,
-        "kind": m.kind,
-        "status": m.status,
-        "at": m.created_at.isoformat(),
-    }
-    p = m.payload
-    if m.direction == "out":
-        if m.kind == "text":
-            item["text"] = p.get("body", "")
-        elif m.kind == "interactive":
-            item["text"] = (p.get("body") or {}).get("text", "")
-            item["buttons"] = _choices(p, "button")
-            lst = (p.get("action") or {}).get("list")
-            if lst:
-                item["list"] = lst
-        elif m.kind == "document":
-            item["text"] = p.get("caption", "")
-            item["document"] = {"filename": p.get("filename"), "mime_type": p.get("mime_type")}
-            item["media"] = p.get("media")
-    else:
-        if m.kind == "reply":
-            reply = p.get("reply") or {}
-            item["text"] = (reply.get(reply.get("type")) or {}).get("title", "")
-        elif m.kind in ("text", "link_preview"):
-            item["text"] = (p.get(m.kind) or {}).get("body", "")
-        else:
-            item["text"] = f"[{m.kind}]"
-    return item
-
-
-@bp.get("/api/patients/<phone>/messages")
-def patient_transcript(phone: str):
-    """The chat as the patient's phone shows it; `after` returns only newer messages."""
-    try:
-        phone = normalize_phone(phone)
-    except InvalidPhone as exc:
-        return jsonify(error={"code": "invalid_phone", "message": str(exc)}), 400
-    after = request.args.get("after", default=0, type=int)
-    with get_runtime().db.ReadSession() as s:
-        rows = s.execute(
-            select(SandboxMessage)
-            .where(SandboxMessage.phone == phone, SandboxMessage.id > after)
-            .order_by(SandboxMessage.id)
-        ).scalars()
-        messages = [transcript_item(m) for m in rows]
-        # Ticks change after a message was first fetched: the newest ones' statuses ride along.
-        recent = s.execute(
-            select(SandboxMessage.id, SandboxMessage.status)
-            .where(SandboxMessage.phone == phone, SandboxMessage.direction == "out")
-            .order_by(SandboxMessage.id.desc())
-            .limit(RECENT_STATUSES)
-        ).all()
-        return jsonify(messages=messages, statuses={str(i): st for i, st in recent})
-
-
-@bp.get("/api/patients")
-def patients():
-    """Every simulated patient with a chat."""
-    with get_runtime().db.ReadSession() as s:
-        phones = s.execute(select(SandboxMessage.phone).distinct()).scalars().all()
-    return jsonify(patients=sorted(phones))
-
-
-@bp.post("/api/statuses")
-def send_status():
-    """Post a status webhook (read, delivered, …) for one of the clinic's messages."""
-    data = request.get_json(silent=True) or {}
-    codes = {"failed": 0, "pending": 1, "sent": 2, "delivered": 3, "read": 4, "played": 5}
-    status = data.get("status")
-    if status not in codes or not isinstance(data.get("message_id"), str):
-        return jsonify(error={"code": "invalid_body", "message": "message_id and status"}), 400
-    with get_runtime().db.ReadSession() as s:
-        msg = s.execute(
-            select(SandboxMessage).where(SandboxMessage.message_id == data["message_id"])
-        ).scalar()
-    if msg is None:
-        return jsonify(error={"code": "not_found", "message": "no such message"}), 404
-    payload = status_payload(
-        msg.message_id, msg.phone, status, codes[status], get_runtime().clock()
-    )
-    webhook_status = post_to_webhook(payload)
-    if webhook_status == 200:
-        record_status(get_runtime().db, msg.message_id, status)
-    return jsonify(webhook_status=webhook_status)
 
 
 @bp.route("/api/faults", methods=["GET", "POST", "DELETE"])
@@ -635,20 +703,3 @@ def faults():
         items.append(data)
         _set_state("sandbox.faults", {"items": items})
     return jsonify(_state("sandbox.faults", {"items": []}))
-
-
-@bp.route("/api/settings", methods=["GET", "PUT"])
-def sandbox_settings():
-    """Whether the simulated phones send read receipts, and how fast statuses follow."""
-    current = dict(_state("sandbox.settings", DEFAULT_SETTINGS))
-    if request.method == "PUT":
-        data = request.get_json(silent=True) or {}
-        current.update({k: v for k, v in data.items() if k in DEFAULT_SETTINGS})
-        _set_state("sandbox.settings", current)
-    return jsonify(current)
-
-
-@bp.get("/")
-def simulator():
-    """The patient simulator page: a phone-like chat for several patients."""
-    return render_template("sandbox.html")

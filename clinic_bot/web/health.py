@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
+
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from clinic_bot.core.runtime import get_runtime
+from clinic_bot.delivery.channel import channel_state
 from clinic_bot.models import GatewayState
 
 bp = Blueprint("health", __name__)
@@ -20,9 +23,9 @@ def healthz():
         with runtime.db.ReadSession() as s:
             s.execute(text("SELECT 1"))
             worker = s.get(GatewayState, "worker")
-            channel = s.get(GatewayState, "channel")
             worker_value = dict(worker.value) if worker else {"last_tick": None}
-            channel_value = dict(channel.value) if channel else {"status": "unknown"}
+            zone = getattr(runtime.profile, "timezone", None)
+            channel_value = channel_state(s, zone if isinstance(zone, tzinfo) else None)
     except SQLAlchemyError as exc:
         body = {"status": "error", "db": f"unreachable: {type(exc).__name__}"}
         return jsonify(body), 503
@@ -33,7 +36,8 @@ def healthz():
         "channel": channel_value,
         "gateway": "sandbox" if runtime.settings.sandbox else "whapi",
     }
-    if channel_value.get("status") in ("LOGGED_OUT", "QR", "ERROR", "STOP"):
+    if not channel_value["connected"]:
+        # "WhatsApp disconnected since 08:12, 14 messages waiting", and what to do about it.
         body["status"] = "degraded"
-        body["attention"] = "the clinic's WhatsApp phone is logged out: scan the QR code in Whapi"
+        body["attention"] = f"{channel_value['message']}: {channel_value['hint']}"
     return jsonify(body), 200

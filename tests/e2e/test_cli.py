@@ -161,13 +161,19 @@ def test_webhook_register_points_the_gateway_at_us_with_the_secret_header(
     )
     done = run(["webhook", "register", "https://clinic.example/"], elsewhere, env)
     assert done.returncode == 0, done.stderr
-    settings = live_server.http.get(f"{live_server.base_url}/sandbox/gateway/settings").json()
+    url = f"{live_server.base_url}/sandbox/gateway/settings"
+    # Like Whapi, the sandbox answers 401 without a token.
+    assert live_server.http.get(url).status_code == 401
+    settings = live_server.http.get(url, headers={"Authorization": "Bearer test-token"}).json()
     (hook,) = settings["webhooks"]
     assert hook["url"] == "https://clinic.example/webhooks/whapi"
     assert hook["mode"] == "body"
     assert hook["headers"] == {"X-Webhook-Token": WEBHOOK_SECRET}
     assert {"type": "messages", "method": "post"} in hook["events"]
     assert {"type": "statuses", "method": "post"} in hook["events"]
+    # What reached the phone while the channel was reconnecting comes on `put`.
+    assert {"type": "messages", "method": "put"} in hook["events"]
+    assert {"type": "statuses", "method": "put"} in hook["events"]
 
 
 def test_clinic_bot_help_lists_the_contract_commands(tmp_path, elsewhere):

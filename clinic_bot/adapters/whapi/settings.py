@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+# Messages and statuses also arrive on `put`: what reached the phone while the channel was
+# reconnecting. messages.delete carries `messages_removed` and `messages_removed_all`.
 EVENTS = [
     {"type": "messages", "method": "post"},
+    {"type": "messages", "method": "put"},
+    {"type": "messages", "method": "delete"},
     {"type": "statuses", "method": "post"},
+    {"type": "statuses", "method": "put"},
     {"type": "calls", "method": "post"},
     {"type": "channel", "method": "post"},
     {"type": "users", "method": "post"},

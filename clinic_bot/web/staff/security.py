@@ -13,7 +13,7 @@ csrf = CSRFProtect()
 
 # Machine endpoints authenticate with a secret or a bearer token, never with the session cookie,
 # so a forged cross-site request gains nothing there; CSRF tokens would only break their callers.
-CSRF_EXEMPT_BLUEPRINTS = ("inbox", "api", "sandbox", "health")
+CSRF_EXEMPT_BLUEPRINTS = ("inbox", "api", "sandbox", "sandbox_gateway", "health")
 # The JSON API has one blueprint per module, each named api_<module>.
 CSRF_EXEMPT_PREFIXES = ("api_",)
 
