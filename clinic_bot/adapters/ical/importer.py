@@ -417,6 +417,8 @@ class Collector:
                 if start_utc >= self.window_end:
                     beyond = True
                     break
+                if start_utc <= self.now:
+                    continue  # under way already: never imported, never counted
                 if count >= self.series_cap:
                     self.plan.failed_uids.add(uid)
                     self.report.warn(
