@@ -100,9 +100,7 @@ def test_a_moved_google_occurrence_is_keyed_by_its_recurrence_id(runtime):
     assert moved[0].starts_at.astimezone(ZoneInfo("Europe/Berlin")).date().isoformat() == (
         "2021-12-17"
     )
-    between = [
-        a for a in imported(runtime) if utc(2021, 11, 20) <= a.starts_at < utc(2022, 1, 5)
-    ]
+    between = [a for a in imported(runtime) if utc(2021, 11, 20) <= a.starts_at < utc(2022, 1, 5)]
     assert len(between) == 2
 
 
@@ -120,9 +118,7 @@ def _chicago_dst(runtime, report):
 
 
 def _chicago_exdate(runtime, report):
-    thanksgiving = [
-        a for a in imported(runtime) if a.starts_at.date().isoformat() == "2020-11-26"
-    ]
+    thanksgiving = [a for a in imported(runtime) if a.starts_at.date().isoformat() == "2020-11-26"]
     assert thanksgiving == []
     assert created(report) > 0
 
@@ -195,9 +191,7 @@ def _thunderbird(runtime, report):
 
 def _khal_cancelled(runtime, report):
     berlin = ZoneInfo("Europe/Berlin")
-    got = {
-        a.external_uid.split("#")[1]: a.starts_at.astimezone(berlin) for a in imported(runtime)
-    }
+    got = {a.external_uid.split("#")[1]: a.starts_at.astimezone(berlin) for a in imported(runtime)}
     assert "20140714T050000Z" not in got  # the cancelled occurrence
     assert got["20140707T050000Z"].hour == 9  # the moved one, matched by instant
     assert len(got) == 5

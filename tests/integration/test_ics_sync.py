@@ -99,8 +99,8 @@ def test_a_phone_written_in_the_description_is_found_in_the_clinic_region(runtim
 
 
 def test_our_own_export_property_names_the_patient(runtime):
-    raw = cal(event("c@x", "20261201T100000Z", 20, "SUMMARY:General check-up",
-                    "X-CLINIC-PATIENT-PHONE:+34600111222", "X-CLINIC-PATIENT-NAME:Carla"))  # fmt: skip
+    own = ("X-CLINIC-PATIENT-PHONE:+34600111222", "X-CLINIC-PATIENT-NAME:Carla")
+    raw = cal(event("c@x", "20261201T100000Z", 20, "SUMMARY:General check-up", *own))
     run(runtime, raw)
     (patient,) = rows(runtime, Patient)
     assert (patient.phone, patient.name) == ("34600111222", "Carla")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from flask import jsonify, request
+from sqlalchemy.exc import OperationalError
 
-from clinic_bot.adapters.ical.importer import MODES, CalendarRefused, import_calendar
+from clinic_bot.adapters.ical.importer import MAX_IMPORT_BYTES, MODES, CalendarRefused
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.web.api.auth import api_error
 from clinic_bot.web.api.blueprint import bp
 from clinic_bot.web.api.openapi import document, error_response
+from clinic_bot.web.calendar_sync import run_import
 
-# Calendar exports run larger than webhooks (the app-wide limit): a year of a busy practice.
-MAX_IMPORT_BYTES = 10 * 1024 * 1024
 TRUE = ("1", "true", "yes", "on")
 
 
@@ -29,21 +29,19 @@ def import_calendar_file():
     dry_run = request.form.get("dry_run", "false").strip().lower() in TRUE
     raw = upload.read()
     try:
-        with runtime.db.transaction() as s:
-            report = import_calendar(
-                s,
-                runtime.profile,
-                raw,
-                now=runtime.clock(),
-                mode=mode,
-                source=request.form.get("source") or None,
-                practitioner_id=request.form.get("practitioner_id") or None,
-                dry_run=dry_run,
-            )
+        # Read and expanded outside the write transaction; the write itself is short.
+        report = run_import(
+            runtime,
+            raw,
+            mode=mode,
+            source=request.form.get("source") or None,
+            practitioner_id=request.form.get("practitioner_id") or None,
+            dry_run=dry_run,
+        )
     except CalendarRefused as exc:
         return api_error(422, "calendar_refused", exc.reason)
-    if not dry_run:
-        runtime.waker.wake()  # reminders may be due soon
+    except OperationalError:
+        return api_error(503, "database_busy", "the database is busy; try the import again")
     return jsonify(report), 200
 
 
