@@ -69,8 +69,12 @@ def run_import(
     dry_run: bool = False,
     max_bytes: int | None = MAX_IMPORT_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    details: dict | None = None,
 ) -> dict:
-    """Import `raw`: read it outside any transaction, then apply it in one short one."""
+    """Import `raw`: read it outside any transaction, then apply it in one short one.
+
+    `details`, when given, receives the source name the import used ("source").
+    """
     if max_bytes is not None and len(raw) > max_bytes:
         raise CalendarRefused(
             f"the file is {len(raw) / 1048576:.1f} MiB; the limit is {max_bytes / 1048576:.0f} MiB"
@@ -79,6 +83,8 @@ def run_import(
     plan = prepare(
         runtime.profile, raw, now=now, mode=mode, source=source, practitioner_id=practitioner_id
     )
+    if details is not None:
+        details["source"] = plan.source
     with runtime.db.transaction() as s:
         outcome = apply_plan(s, runtime.profile, plan, dry_run=dry_run, progress=progress)
         if not dry_run:
