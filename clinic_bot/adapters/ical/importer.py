@@ -343,43 +343,64 @@ class Collector:
         if cand is not None:
             self.offer(cand)
 
-    def fast_forward(self, master: Event) -> None:
+    def fast_forward(self, master: Event) -> timedelta | None:
         """Move a sub-daily series' DTSTART to just before now, keeping its grid and COUNT.
 
         Expanding FREQ=SECONDLY from a DTSTART years ago would step through every second.
+        Returns the rule's step for sub-daily series (None otherwise).
         """
         rule = master.get("RRULE")
         if rule is None or "DTSTART" not in master:
-            return
+            return None
         freq = (rule.get("FREQ") or [""])[0]
         if freq not in SUB_DAILY:
-            return
-        start = master["DTSTART"].dt
-        if not isinstance(start, datetime):
-            return
+            return None
         interval = int((rule.get("INTERVAL") or [1])[0] or 1)
         step = timedelta(seconds=SUB_DAILY[freq] * max(interval, 1))
+        start = master["DTSTART"].dt
+        if not isinstance(start, datetime):
+            return step
         now = self.now if start.tzinfo else self.now.astimezone(self.clinic).replace(tzinfo=None)
-        behind = now - timedelta(days=1) - start
-        if behind <= timedelta(0):
-            return
-        steps = behind // step
+        behind = now - start
+        if behind <= step:
+            return step
+        steps = behind // step - 1  # occurrences under way or past are never imported anyway
         if "COUNT" in rule:
             left = int(rule["COUNT"][0]) - steps
-            if left <= 0:
-                steps, left = int(rule["COUNT"][0]), 0
-            rule["COUNT"] = [max(left, 0)]
-            if left == 0:
-                rule["COUNT"] = [1]  # the rule's last occurrence lies in the past anyway
+            # A rule whose last occurrence lies in the past keeps one, still in the past.
+            rule["COUNT"] = [max(left, 1)]
+            if left < 1:
+                steps = int(rule["COUNT"][0]) - 1
         moved = steps * step
         master["DTSTART"].dt = start + moved
         if "DTEND" in master and isinstance(master["DTEND"].dt, datetime):
             master["DTEND"].dt = master["DTEND"].dt + moved
+        return step
+
+    def occurrences(self, query, step: timedelta | None):
+        """The series' occurrences from now on, in start order, in small windows if sub-daily.
+
+        `after()` expands a day (or more) at a time: 86,400 occurrences for FREQ=SECONDLY.
+        """
+        if step is None:
+            yield from query.after(self.now)
+            return
+        chunk = max(step * (self.series_cap + 1), timedelta(minutes=1))
+        low = self.now
+        while low < self.window_end:
+            high = min(low + chunk, self.window_end)
+            for occ in query.between(low, high):
+                start = occ["DTSTART"].dt
+                if isinstance(start, datetime) and instant(start, self.clinic) < low:
+                    continue  # already given by the previous window
+                yield occ
+            low = high
+        yield from query.between(self.window_end, self.window_end + timedelta(days=1))
 
     def expand(self, uid: str, events: list[Event], timezones: list, master: Event) -> None:
         """Occurrences of one series within the window, capped; cancelled ones cancel."""
         try:
-            self.fast_forward(master)
+            step = self.fast_forward(master)
         except Exception as exc:
             self.plan.failed_uids.add(uid)
             self.report.add("errors", uid, f"the series could not be expanded: {plain_error(exc)}")
@@ -407,7 +428,7 @@ class Collector:
         beyond = False
         try:
             query = recurring_ical_events.of(mini, skip_bad_series=False)
-            for occ in query.after(self.now):
+            for occ in self.occurrences(query, step):
                 start = occ["DTSTART"].dt
                 start_utc = (
                     day_start(start, self.clinic)
