@@ -353,3 +353,31 @@ def test_a_reimport_of_an_unchanged_file_writes_nothing(runtime):
     assert report["unchanged"] == 5 and report["busy_blocks"]["unchanged"] == 1
     assert report["created"] == report["updated"] == 0
     assert snapshot() == before
+
+
+def test_bulk_reminder_planning_leaves_the_rows_a_single_booking_would(runtime):
+    from clinic_bot.domain import booking
+    from clinic_bot.domain.patients import get_or_create_patient
+
+    soon = event("soon@x", "20261124T103000Z", 20, "ATTENDEE:tel:+4915111110001")
+    later = event("later@x", "20261203T100000Z", 20, "ATTENDEE:tel:+4915111110001")
+    nobody = event("nobody@x", "20261204T100000Z", 20, "SUMMARY:Team")
+    run(runtime, cal(soon, later, nobody))
+    imported = {
+        a.starts_at: sorted((r.kind, r.due_at, r.status, r.reason) for r in
+                            rows(runtime, Reminder, Reminder.appointment_id == a.id))
+        for a in rows(runtime, Appointment)
+    }  # fmt: skip
+    with runtime.db.transaction() as s:
+        patient = get_or_create_patient(s, "4915111110009", NOW)
+        for start in imported:
+            booking.book(s, runtime.profile, patient=patient, service_id=None,
+                         practitioner_id=None, starts_at=start, duration=timedelta(minutes=20),
+                         now=NOW, source="api", enforce_hours=False)  # fmt: skip
+    booked = {
+        a.starts_at: sorted((r.kind, r.due_at, r.status, r.reason) for r in
+                            rows(runtime, Reminder, Reminder.appointment_id == a.id))
+        for a in rows(runtime, Appointment, Appointment.source == "api")
+    }  # fmt: skip
+    assert imported == booked
+    assert {r[2] for rs in imported.values() for r in rs} == {"pending", "skipped"}

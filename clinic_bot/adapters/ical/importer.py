@@ -38,7 +38,7 @@ from clinic_bot.adapters.ical.reading import CalendarRefused, fix_tzids, parse
 from clinic_bot.adapters.ical.who import PatientFinder, PatientRef, PractitionerFinder
 from clinic_bot.core.db import insert_ignore
 from clinic_bot.domain import booking
-from clinic_bot.domain.appointment_changes import appointment_changed
+from clinic_bot.domain.appointment_changes import appointment_changed, appointments_created
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import Appointment, Patient
 from clinic_bot.models.appointments import ACTIVE_STATUSES
@@ -897,8 +897,8 @@ class Applier:
         self.session.add_all(appts)
         self.session.flush()
         self._event_rows(cands, [a.id for a in appts], "appointment_id")
+        appointments_created(self.session, appts, self.now)  # reminders, in one batch
         for appt in appts:
-            appointment_changed(self.session, appt, self.now, "created")
             if appt.patient_id is not None:
                 self.created_with_patient.append(appt.id)
             elif appt.practitioner_id is None:
