@@ -61,7 +61,8 @@ class Registry:
         """Call `hook(session, appointment, now, change)` in the transaction of every change.
 
         `bulk(session, appointments, now)`, when given, does the hook's "created" work for many
-        new appointments at once (calendar imports); it must leave the same rows behind.
+        new appointments at once (calendar imports); it must leave the same rows behind. It gets
+        objects with the appointment's columns as attributes, not necessarily ORM instances.
         """
         self.appointment_hooks.append(hook)
         if bulk is not None:
