@@ -36,7 +36,7 @@ def notify_imported(session: Session, profile: Profile, appointment_ids: list[in
 
     Off by default: reception's own calendar entries should not surprise patients.
     """
-    if not getattr(profile, "notify_on_import", False) or not appointment_ids:
+    if not profile.notify_on_import or not appointment_ids:
         return 0
     sent = 0
     for chunk in range(0, len(appointment_ids), 500):

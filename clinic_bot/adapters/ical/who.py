@@ -38,7 +38,7 @@ class PatientRef:
 
 def clinic_region(profile: Profile) -> str | None:
     """The region national numbers are read in: `phone_region`, else the clinic phone's."""
-    region = getattr(profile, "phone_region", None)
+    region = profile.phone_region
     if region:
         return str(region).upper()
     try:
@@ -136,10 +136,10 @@ class PractitionerFinder:
         self.by_name: dict[str, str] = {}
         self.by_calendar: dict[str, str] = {}
         for p in profile.practitioners:
-            for label in (p.id, p.name, getattr(p, "email", None)):
+            for label in (p.id, p.name, p.email):
                 if label:
                     self.by_name[str(label).strip().lower()] = p.id
-            for label in getattr(p, "calendar_names", None) or ():
+            for label in p.calendar_names:
                 self.by_calendar[str(label).strip().lower()] = p.id
                 self.by_name.setdefault(str(label).strip().lower(), p.id)
 
