@@ -173,8 +173,9 @@ def main() -> None:
         print(json.dumps(bomb()))
         return
     raw, expected = generate()
-    floors = [floor(raw) for _ in range(2)]
-    floor_s = min(f for f, _ in floors)
+    # The floor is measured before, between and after our runs (the best of them counts), so
+    # load from other processes on a shared machine skews the ratios less.
+    floors = [floor(raw)]
     assert floors[0][1] == expected == TOTAL, (floors[0][1], expected)
 
     tmp = Path(tempfile.mkdtemp())
@@ -194,10 +195,13 @@ def main() -> None:
     first = run_import(runtime, raw, practitioner_id="dr-lee")
     import_s = time.perf_counter() - t0
     assert first["created"] == TOTAL, first["created"]
+    floors.append(floor(raw))
     t0 = time.perf_counter()
     again = run_import(runtime, raw, practitioner_id="dr-lee")
     reimport_s = time.perf_counter() - t0
     assert again["unchanged"] == TOTAL and again["updated"] == 0, again
+    floors.append(floor(raw))
+    floor_s = min(f for f, _ in floors)
     with runtime.db.Session() as s:
         reminders = s.execute(select(func.count()).select_from(Reminder)).scalar()
         appts = s.execute(select(func.count()).select_from(Appointment)).scalar()
@@ -245,6 +249,8 @@ def main() -> None:
         "appointments": appts,
         "reminders": reminders,
         "floor_s": round(floor_s, 3),
+        "floor_runs_s": [round(f, 3) for f, _ in floors],
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "import_s": round(import_s, 3),
         "import_x_floor": round(import_s / floor_s, 2),
         "reimport_s": round(reimport_s, 3),
