@@ -191,13 +191,15 @@ def main() -> None:
     upgrade(url)
     runtime = runtime_for(url, tmp / "instance")
 
+    first_phases: dict = {}
     t0 = time.perf_counter()
-    first = run_import(runtime, raw, practitioner_id="dr-lee")
+    first = run_import(runtime, raw, practitioner_id="dr-lee", details=first_phases)
     import_s = time.perf_counter() - t0
     assert first["created"] == TOTAL, first["created"]
     floors.append(floor(raw))
+    again_phases: dict = {}
     t0 = time.perf_counter()
-    again = run_import(runtime, raw, practitioner_id="dr-lee")
+    again = run_import(runtime, raw, practitioner_id="dr-lee", details=again_phases)
     reimport_s = time.perf_counter() - t0
     assert again["unchanged"] == TOTAL and again["updated"] == 0, again
     floors.append(floor(raw))
@@ -253,6 +255,10 @@ def main() -> None:
         "load_average_1m": round(os.getloadavg()[0], 2),
         "import_s": round(import_s, 3),
         "import_x_floor": round(import_s / floor_s, 2),
+        "import_read_s": first_phases["read_s"],
+        "import_write_s": first_phases["write_s"],
+        "reimport_read_s": again_phases["read_s"],
+        "reimport_write_s": again_phases["write_s"],
         "reimport_s": round(reimport_s, 3),
         "reimport_x_floor": round(reimport_s / floor_s, 2),
         "export_cold_s": round(export_cold, 3),
