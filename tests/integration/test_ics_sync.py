@@ -381,3 +381,14 @@ def test_bulk_reminder_planning_leaves_the_rows_a_single_booking_would(runtime):
     }  # fmt: skip
     assert imported == booked
     assert {r[2] for rs in imported.values() for r in rs} == {"pending", "skipped"}
+
+
+def test_an_event_that_gains_a_patient_phone_turns_from_busy_time_into_an_appointment(runtime):
+    run(runtime, cal(event("x@x", "20261201T100000Z", 20, "SUMMARY:Ana?")))
+    assert len(rows(runtime, BusyBlock, BusyBlock.cancelled.is_(False))) == 1
+    report = run(runtime, cal(event("x@x", "20261201T100000Z", 20, "SUMMARY:Ana",
+                                    "ATTENDEE;CN=Ana:tel:+4915111110001")))  # fmt: skip
+    assert report["created"] == 1 and report["busy_blocks"]["cancelled"] == 1
+    assert rows(runtime, BusyBlock, BusyBlock.cancelled.is_(False)) == []
+    (appt,) = rows(runtime, Appointment)
+    assert appt.patient_id is not None and appt.external_uid == "x@x"

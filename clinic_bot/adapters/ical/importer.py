@@ -614,6 +614,10 @@ class Outcome:
     created_with_patient: list[int] = field(default_factory=list)
 
 
+ROW_COLUMNS = ("id", "uid_key", "uid", "sequence", "appointment_id", "busy_block_id",
+               "content_hash", "import_cancelled")  # fmt: skip
+
+
 @dataclass
 class NewAppointment:
     """An appointment just inserted in bulk: its columns, as the "created" hooks read them."""
@@ -644,14 +648,21 @@ class Applier:
         self.now = plan.now
         self.source = plan.source
         self.report = plan.report
-        rows = session.execute(select(ImportedEvent).where(ImportedEvent.source == plan.source))
-        self.rows: dict[str, ImportedEvent] = {r.uid_key: r for r in rows.scalars()}
+        # Plain column rows: a re-import compares 10,000 hashes without building ORM objects;
+        # `orm()` loads the one row a change needs.
+        cols = [getattr(ImportedEvent, c) for c in ROW_COLUMNS]
+        found = session.execute(select(*cols).where(ImportedEvent.source == plan.source))
+        self.rows: dict = {r.uid_key: r for r in found}
         self.new_appts: list[Candidate] = []
         self.new_busy: list[Candidate] = []
         self.patient_ids: dict[str, int] = {}
         self.created_with_patient: list[int] = []
 
     # -- helpers
+
+    def orm(self, row) -> ImportedEvent:
+        """The ImportedEvent behind a plain row, to write it (the identity map caches it)."""
+        return row if isinstance(row, ImportedEvent) else self.session.get(ImportedEvent, row.id)
 
     def counts(self, cand_or_row) -> dict:
         busy = (
@@ -771,6 +782,7 @@ class Applier:
         if row.content_hash == digest and not row.import_cancelled:
             counts["unchanged"] += 1  # nothing to write: the re-import fast path
             return
+        row = self.orm(row)
         if cand.sequence < row.sequence:
             counts["unchanged"] += 1
             self.report.warn(
@@ -879,7 +891,7 @@ class Applier:
         if not rows:
             self.report.add("skipped", cand.uid, "cancelled, and never imported before")
             return
-        for row in rows:
+        for row in map(self.orm, rows):
             if cand.sequence < row.sequence:
                 self.counts(row)["unchanged"] += 1
                 continue
@@ -980,7 +992,7 @@ class Applier:
             # A series is only known within the window, so beyond it absence means nothing.
             if target is None or ("#" in key and target.starts_at > self.plan.window_end):
                 continue
-            if self._cancel(row):
+            if self._cancel(self.orm(row)):
                 self.counts(row)["cancelled"] += 1
 
 
