@@ -52,7 +52,7 @@ def install_reactions(registry: Registry) -> None:
 
 def install_hooks(registry: Registry) -> None:
     """What else happens, in the same transaction, when an appointment, status or opt-in changes."""
-    registry.on_appointment_change(plan.plan_reminders)
+    registry.on_appointment_change(plan.plan_reminders, bulk=plan.plan_created_reminders)
     registry.on_status(followups.on_status)
     # STOP: unsent messages first, then reminders, then broadcasts still to reach the patient.
     registry.on_opt_out(cancel_pending_on_opt_out)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from clinic_bot.adapters.ical.export import export_calendar
-from clinic_bot.adapters.ical.importer import CalendarRefused, import_calendar
+from clinic_bot.adapters.ical.importer import MAX_IMPORT_BYTES, CalendarRefused
 from clinic_bot.adapters.whapi.settings import register_webhook
 from clinic_bot.app import create_app
 from clinic_bot.bootstrap import build_runtime, ensure_profile
@@ -25,6 +25,7 @@ from clinic_bot.models import StaffUser
 from clinic_bot.settings import Settings
 from clinic_bot.web.access_log import install_log_redaction
 from clinic_bot.web.api.auth import create_token
+from clinic_bot.web.calendar_sync import run_import
 from clinic_bot.worker import Worker
 
 log = logging.getLogger("clinic_bot")
@@ -204,8 +205,20 @@ def calendar() -> None:
 @click.option("--mode", type=click.Choice(["merge", "full"]), default="merge", show_default=True)
 @click.option("--source", default=None, help="default: the calendar's X-WR-CALNAME, else PRODID")
 @click.option("--practitioner", "practitioner_id", default=None, help="assign every event to")
+@click.option(
+    "--max-size",
+    type=int,
+    default=MAX_IMPORT_BYTES,
+    show_default=True,
+    help="refuse larger files (bytes); the API's limit by default",
+)
 def calendar_import(
-    file: str, dry_run: bool, mode: str, source: str | None, practitioner_id: str | None
+    file: str,
+    dry_run: bool,
+    mode: str,
+    source: str | None,
+    practitioner_id: str | None,
+    max_size: int,
 ) -> None:
     """Import an .ics file; only the JSON report goes to stdout (exit 2: file refused)."""
     import json
@@ -223,18 +236,16 @@ def calendar_import(
             click.echo(f"imported {done}/{total}", err=True)
 
     try:
-        with runtime.db.transaction() as s:
-            report = import_calendar(
-                s,
-                runtime.profile,
-                raw,
-                now=runtime.clock(),
-                mode=mode,
-                source=source,
-                practitioner_id=practitioner_id,
-                dry_run=dry_run,
-                progress=progress,
-            )
+        report = run_import(
+            runtime,
+            raw,
+            mode=mode,
+            source=source,
+            practitioner_id=practitioner_id,
+            dry_run=dry_run,
+            max_bytes=max_size,
+            progress=progress,
+        )
     except CalendarRefused as exc:
         click.echo(f"error: {file} refused: {exc.reason}", err=True)
         sys.exit(2)

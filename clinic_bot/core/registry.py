@@ -18,6 +18,7 @@ EventHandler = Callable[[Any, Any], str]
 Tick = Callable[[Any], object]
 StatusHook = Callable[[Any, Any, str], None]
 AppointmentHook = Callable[[Any, Any, Any, str], None]
+BulkAppointmentHook = Callable[[Any, list, Any], None]
 PatientHook = Callable[[Any, Any, Any], None]
 
 
@@ -29,6 +30,8 @@ class Registry:
     ticks: list[tuple[str, Tick]] = field(default_factory=list)
     status_hooks: list[StatusHook] = field(default_factory=list)
     appointment_hooks: list[AppointmentHook] = field(default_factory=list)
+    # For bulk imports: the same hook's work for many new appointments in one go.
+    bulk_created_hooks: dict[AppointmentHook, BulkAppointmentHook] = field(default_factory=dict)
     opt_out_hooks: list[PatientHook] = field(default_factory=list)
     opt_in_hooks: list[PatientHook] = field(default_factory=list)
 
@@ -52,9 +55,18 @@ class Registry:
         """Call `hook(ctx, event, outcome)` after a status moved one of our messages."""
         self.status_hooks.append(hook)
 
-    def on_appointment_change(self, hook: AppointmentHook) -> None:
-        """Call `hook(session, appointment, now, change)` in the transaction of every change."""
+    def on_appointment_change(
+        self, hook: AppointmentHook, *, bulk: BulkAppointmentHook | None = None
+    ) -> None:
+        """Call `hook(session, appointment, now, change)` in the transaction of every change.
+
+        `bulk(session, appointments, now)`, when given, does the hook's "created" work for many
+        new appointments at once (calendar imports); it must leave the same rows behind. It gets
+        objects with the appointment's columns as attributes, not necessarily ORM instances.
+        """
         self.appointment_hooks.append(hook)
+        if bulk is not None:
+            self.bulk_created_hooks[hook] = bulk
 
     def on_opt_out(self, hook: PatientHook) -> None:
         """Call `hook(session, patient, now)` in the transaction that opts a patient out."""

@@ -22,3 +22,16 @@ def appointment_changed(session: Session, appt: Appointment, now: datetime, chan
     session.flush()
     for hook in runtime_of(session).registry.appointment_hooks:
         hook(session, appt, now, change)
+
+
+def appointments_created(session: Session, appts: list[Appointment], now: datetime) -> None:
+    """Run the "created" hooks for many new appointments; a hook with a bulk form runs once."""
+    session.flush()
+    registry = runtime_of(session).registry
+    for hook in registry.appointment_hooks:
+        bulk = registry.bulk_created_hooks.get(hook)
+        if bulk is not None:
+            bulk(session, appts, now)
+            continue
+        for appt in appts:
+            hook(session, appt, now, "created")

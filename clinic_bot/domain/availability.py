@@ -1,4 +1,7 @@
-"""Free slots: weekly hours − breaks − closures − active appointments, in the clinic's zone.
+"""Free slots: weekly hours − breaks − closures − active appointments − busy blocks, clinic-local.
+
+Busy blocks (imported busy time, staff blocks) take their practitioner's time; a block with no
+practitioner takes everyone's.
 
 Slot rules are wall-clock rules (a slot every `slot_step` from the start of each working
 window, clinic-local), but every slot is an instant range in UTC lasting the service's real
@@ -12,12 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from clinic_bot.core.clock import first_instant_from, local_day_bounds, local_instant, local_today
 from clinic_bot.domain.profile import WEEKDAYS, Practitioner, Profile
 from clinic_bot.models.appointments import ACTIVE_STATUSES, Appointment
+from clinic_bot.models.calendar import BusyBlock
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,10 @@ def busy_intervals(
     *,
     ignore_ids: Iterable[int] = (),
 ) -> dict[str, list[Interval]]:
-    """Active appointments (any source) of these practitioners overlapping [start, end)."""
+    """Active appointments (any source) and busy blocks of these practitioners in [start, end).
+
+    A busy block without a practitioner counts for every one of them.
+    """
     if not practitioner_ids:
         return {}
     stmt = select(Appointment.practitioner_id, Appointment.starts_at, Appointment.ends_at).where(
@@ -102,6 +109,15 @@ def busy_intervals(
     out: dict[str, list[Interval]] = {pid: [] for pid in practitioner_ids}
     for pid, s, e in session.execute(stmt):
         out[pid].append((s, e))
+    blocks = select(BusyBlock.practitioner_id, BusyBlock.starts_at, BusyBlock.ends_at).where(
+        or_(BusyBlock.practitioner_id.in_(practitioner_ids), BusyBlock.practitioner_id.is_(None)),
+        BusyBlock.cancelled.is_(False),
+        BusyBlock.starts_at < end,
+        BusyBlock.ends_at > start,
+    )
+    for pid, s, e in session.execute(blocks):
+        for target in practitioner_ids if pid is None else [pid]:
+            out[target].append((s, e))
     return out
 
 

@@ -2,7 +2,7 @@
 
 from clinic_bot.models.appointments import Appointment, PractitionerLock
 from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
-from clinic_bot.models.calendar import BusyBlock, ImportedEvent
+from clinic_bot.models.calendar import BusyBlock, CalendarFeed, CalendarImport, ImportedEvent
 from clinic_bot.models.core import (
     ApiToken,
     GatewayState,
@@ -19,6 +19,8 @@ __all__ = [
     "ApiToken",
     "Appointment",
     "BusyBlock",
+    "CalendarFeed",
+    "CalendarImport",
     "GatewayState",
     "ImportedEvent",
     "InboxEvent",

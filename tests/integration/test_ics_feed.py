@@ -29,6 +29,7 @@ def ics(*events: str, method: str = "PUBLISH") -> bytes:
 
 def vevent(uid: str, start: str, end: str, extra: str = "") -> str:
     lines = [f"UID:{uid}", f"DTSTART:{start}", f"DTEND:{end}", "SUMMARY:Visit"]
+    lines.append("ATTENDEE;CN=Ana Example:tel:+4915111110001")
     return "\r\n".join(lines + ([extra] if extra else []))
 
 
@@ -63,7 +64,7 @@ def upload(live, token, raw: bytes, **form):
 
 def test_api_import_of_a_multipart_file_answers_with_the_report(live_server, clock, token):
     raw = ics(vevent("a@x", "20261201T090000Z", "20261201T093000Z"))
-    r = upload(live_server, token, raw)
+    r = upload(live_server, token, raw, practitioner_id="dr-lee")
     assert r.status_code == 200, r.text
     assert r.json() == {
         "created": 1,
@@ -73,6 +74,8 @@ def test_api_import_of_a_multipart_file_answers_with_the_report(live_server, clo
         "skipped": [],
         "warnings": [],
         "errors": [],
+        "busy_blocks": {"created": 0, "updated": 0, "cancelled": 0, "unchanged": 0},
+        "patients_created": [{"phone": "4915111110001", "name": "Ana Example"}],
     }
     (a,) = appointments(live_server.runtime)
     assert (a.source, a.external_uid, a.starts_at) == (
@@ -80,7 +83,7 @@ def test_api_import_of_a_multipart_file_answers_with_the_report(live_server, clo
         "a@x",
         datetime(2026, 12, 1, 9, tzinfo=UTC),
     )
-    again = upload(live_server, token, raw)
+    again = upload(live_server, token, raw, practitioner_id="dr-lee")
     assert again.json()["unchanged"] == 1
 
 
@@ -199,7 +202,8 @@ def test_export_round_trip_keeps_uid_sequence_status_and_instants(runtime, clock
     # Re-importing the export elsewhere gives the same instants.
     with runtime.db.transaction() as s:
         report = import_calendar(s, runtime.profile, data, now=NOW, source="round trip")
-    assert report["created"] == 1 and report["errors"] == []
+    # No patient on these visits: the other calendar keeps them as busy time.
+    assert report["busy_blocks"]["created"] == 1 and report["errors"] == []
 
 
 def test_export_filters_by_practitioner_and_leaves_out_old_visits(runtime, clock):

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from clinic_bot.adapters.ical.importer import WINDOW_DAYS, CalendarRefused, import_calendar
-from clinic_bot.models import Appointment
+from clinic_bot.models import Appointment, BusyBlock
 from clinic_bot.models.calendar import ImportedEvent
 from clinic_bot.models.reminders import Reminder
 
@@ -47,6 +47,21 @@ def appointments(runtime, prefix: str = "") -> list[Appointment]:
         return list(s.execute(stmt).scalars())
 
 
+def imported(runtime, prefix: str = "") -> list:
+    """Appointments and busy blocks the import made, by start: the corpus has no patients."""
+    rows = appointments(runtime, prefix)
+    with runtime.db.Session() as s:
+        stmt = select(BusyBlock).order_by(BusyBlock.starts_at, BusyBlock.id)
+        if prefix:
+            stmt = stmt.where(BusyBlock.external_uid.startswith(prefix))
+        rows += list(s.execute(stmt).scalars())
+    return sorted(rows, key=lambda r: (r.starts_at, r.external_uid))
+
+
+def created(report: dict) -> int:
+    return report["created"] + report["busy_blocks"]["created"]
+
+
 def corpus(name: str) -> bytes:
     return (CORPUS / name).read_bytes()
 
@@ -60,26 +75,38 @@ def reasons(report: dict, kind: str) -> list[str]:
 
 def _x_wr_timezone(runtime, report):
     ny = ZoneInfo("America/New_York")
-    got = [a.starts_at.astimezone(ny) for a in appointments(runtime)]
+    got = [a.starts_at.astimezone(ny) for a in imported(runtime)]
     assert [(d.day, d.hour, d.minute) for d in got] == [(22, 12, 0), (22, 21, 0)]
-    assert report["created"] == 2
+    assert created(report) == 2
 
 
 def _moved_occurrence(runtime, report):
-    moved = appointments(runtime, "38m812jicsrer5gorh3mlp7qhc@google.com#20211231T203000Z")
+    # Google marks this meeting TRANSP:TRANSPARENT (free): it blocks nothing, imports nothing.
+    assert imported(runtime) == []
+    assert any("TRANSPARENT" in r for r in reasons(report, "skipped"))
+
+
+def with_patient(raw: bytes) -> bytes:
+    """The corpus file with a patient attendee added to every event (derived fixture)."""
+    return raw.replace(b"BEGIN:VEVENT", b"BEGIN:VEVENT\r\nATTENDEE:tel:+4915111110001")
+
+
+@needs_corpus
+def test_a_moved_google_occurrence_is_keyed_by_its_recurrence_id(runtime):
+    raw = with_patient(corpus("google_moved_occurrence_recurrence_id.ics"))
+    run_import(runtime, raw, utc(2021, 11, 20))
+    moved = imported(runtime, "38m812jicsrer5gorh3mlp7qhc@google.com#20211231T203000Z")
     assert len(moved) == 1
     assert moved[0].starts_at.astimezone(ZoneInfo("Europe/Berlin")).date().isoformat() == (
         "2021-12-17"
     )
-    between = [
-        a for a in appointments(runtime) if utc(2021, 11, 20) <= a.starts_at < utc(2022, 1, 5)
-    ]
+    between = [a for a in imported(runtime) if utc(2021, 11, 20) <= a.starts_at < utc(2022, 1, 5)]
     assert len(between) == 2
 
 
 def _chicago_dst(runtime, report):
     chicago = ZoneInfo("America/Chicago")
-    series = appointments(runtime, "c4p6@google.com#")
+    series = imported(runtime, "c4p6@google.com#")
     local = [a.starts_at.astimezone(chicago) for a in series]
     before = [d for d in local if d.date().isoformat() < "2021-03-14"]
     after = [d for d in local if d.date().isoformat() > "2021-03-14"]
@@ -91,16 +118,14 @@ def _chicago_dst(runtime, report):
 
 
 def _chicago_exdate(runtime, report):
-    thanksgiving = [
-        a for a in appointments(runtime) if a.starts_at.date().isoformat() == "2020-11-26"
-    ]
+    thanksgiving = [a for a in imported(runtime) if a.starts_at.date().isoformat() == "2020-11-26"]
     assert thanksgiving == []
-    assert report["created"] > 0
+    assert created(report) > 0
 
 
 def _all_day_only(runtime, report):
-    assert report["created"] == 0
-    assert appointments(runtime) == []
+    assert created(report) == 0
+    assert imported(runtime) == []
     assert any("all-day" in r for r in reasons(report, "skipped"))
 
 
@@ -115,7 +140,7 @@ def _empty_exdate(runtime, report):
 
 
 def _endless_weekdays(runtime, report):
-    got = appointments(runtime)
+    got = imported(runtime)
     assert 0 < len(got) <= WINDOW_DAYS
     assert max(a.starts_at for a in got) <= utc(2026, 11, 24) + timedelta(days=WINDOW_DAYS)
     assert any("goes on past" in r for r in reasons(report, "warnings"))
@@ -123,7 +148,7 @@ def _endless_weekdays(runtime, report):
 
 def _w_europe(runtime, report):
     berlin = ZoneInfo("Europe/Berlin")
-    got = [a.starts_at.astimezone(berlin) for a in appointments(runtime)]
+    got = [a.starts_at.astimezone(berlin) for a in imported(runtime)]
     assert [d.strftime("%m-%d %H:%M") for d in got] == ["04-26 14:00", "04-28 14:00"]
 
 
@@ -132,18 +157,18 @@ def _allday_exchange(runtime, report):
 
 
 def _pacific(runtime, report):
-    (a,) = appointments(runtime)
+    (a,) = imported(runtime)
     assert a.starts_at == utc(2017, 2, 24, 20, 0)  # 12:00 at -08:00, from the file's VTIMEZONE
 
 
 def _bad_byday(runtime, report):
-    assert report["created"] == 0
+    assert created(report) == 0
     # The broken series is named in the report, not dropped silently.
     assert any("could not be expanded" in r for r in reasons(report, "errors"))
 
 
 def _brasilia(runtime, report):
-    (a,) = appointments(runtime)
+    (a,) = imported(runtime)
     assert a.starts_at == utc(2017, 5, 11, 16, 30)
 
 
@@ -153,22 +178,20 @@ def _holidays(runtime, report):
 
 
 def _new_zealand(runtime, report):
-    (a,) = appointments(runtime)
+    (a,) = imported(runtime)
     # The file's own VTIMEZONE (+01:00 then) wins over the Windows-name map (Auckland, +13:00).
     assert a.starts_at == utc(2019, 11, 20, 12, 0)
 
 
 def _thunderbird(runtime, report):
-    got = appointments(runtime)
+    got = imported(runtime)
     assert [a.starts_at.day for a in got] == [28, 30]
-    assert report["created"] == 2
+    assert created(report) == 2
 
 
 def _khal_cancelled(runtime, report):
     berlin = ZoneInfo("Europe/Berlin")
-    got = {
-        a.external_uid.split("#")[1]: a.starts_at.astimezone(berlin) for a in appointments(runtime)
-    }
+    got = {a.external_uid.split("#")[1]: a.starts_at.astimezone(berlin) for a in imported(runtime)}
     assert "20140714T050000Z" not in got  # the cancelled occurrence
     assert got["20140707T050000Z"].hour == 9  # the moved one, matched by instant
     assert len(got) == 5
@@ -176,7 +199,7 @@ def _khal_cancelled(runtime, report):
 
 def _itip(runtime, report):
     # 53 concatenated messages; CANCEL/REPLY stubs without DTSTART do not break the import.
-    assert report["created"] > 0
+    assert created(report) > 0
     assert report["errors"] == []
     assert any("METHOD:REPLY" in r for r in reasons(report, "skipped"))
 
@@ -186,23 +209,23 @@ def _calendarlabs(runtime, report):
 
 
 def _floating(runtime, report):
-    (a,) = appointments(runtime)
+    (a,) = imported(runtime)
     # 09:30 floating = 09:30 in the clinic's zone (Europe/Berlin, CEST in April).
     assert a.starts_at == utc(2014, 4, 9, 7, 30)
 
 
 def _missing_vtimezone(runtime, report):
-    (a,) = appointments(runtime)
+    (a,) = imported(runtime)
     assert a.starts_at == utc(2014, 8, 29, 12, 0)  # 08:00 America/New_York
     assert sum("no DTSTART" in r for r in reasons(report, "errors")) == 2
 
 
 def _empty(runtime, report):
-    assert report["created"] == 0 and report["errors"] == []
+    assert created(report) == 0 and report["errors"] == []
 
 
 def _zimbra(runtime, report):
-    got = appointments(runtime)
+    got = imported(runtime)
     assert len(got) == 5
     assert report["errors"] == []
     assert any("goes on past" in r for r in reasons(report, "warnings"))
@@ -247,17 +270,22 @@ def test_corpus_file_imports_with_the_right_instants_or_is_refused_with_a_reason
         with pytest.raises(CalendarRefused) as info:
             run_import(runtime, corpus(name), utc(2026, 11, 24))
         assert REFUSED[name] in info.value.reason
-        assert appointments(runtime) == []
+        assert imported(runtime) == []
         return
     now, check = EXPECTED[name]
     report = run_import(runtime, corpus(name), now)
     assert set(report) == {
-        "created", "updated", "cancelled", "unchanged", "skipped", "warnings", "errors"
+        "created", "updated", "cancelled", "unchanged", "skipped", "warnings", "errors",
+        "busy_blocks", "patients_created",
     }  # fmt: skip
     json.dumps(report)  # JSON-ready as it is
     check(runtime, report)
-    for a in appointments(runtime):
-        assert a.source == "ics" and a.patient_id is None and a.external_uid
+    # No corpus file names a patient phone: every event is busy time, never an appointment.
+    assert appointments(runtime) == []
+    for block in imported(runtime):
+        assert block.source.startswith("ics:") and block.external_uid
+    if created(report):
+        assert "no patient phone: kept as busy time" in reasons(report, "skipped")
 
 
 @needs_corpus
@@ -271,20 +299,21 @@ def test_thanksgiving_exdates_are_left_out_of_the_chicago_series(runtime):
 def test_importing_the_same_file_again_changes_nothing(runtime, name):
     now = EXPECTED[name][0]
     first = run_import(runtime, corpus(name), now)
-    before = [(a.id, a.starts_at, a.ends_at, a.status, a.version) for a in appointments(runtime)]
+    before = [(a.id, a.starts_at, a.ends_at, a.updated_at) for a in imported(runtime)]
     again = run_import(runtime, corpus(name), now)
-    after = [(a.id, a.starts_at, a.ends_at, a.status, a.version) for a in appointments(runtime)]
+    after = [(a.id, a.starts_at, a.ends_at, a.updated_at) for a in imported(runtime)]
     assert after == before
-    assert again["created"] == again["updated"] == again["cancelled"] == 0
-    assert again["unchanged"] == first["created"] + first["updated"]
+    for counts, was in ((again, first), (again["busy_blocks"], first["busy_blocks"])):
+        assert counts["created"] == counts["updated"] == counts["cancelled"] == 0
+        assert counts["unchanged"] == was["created"] + was["updated"]
 
 
 @needs_corpus
 def test_a_dry_run_reports_the_same_counts_and_changes_nothing(runtime):
     raw = corpus("google_weekly_dst_exdate_chicago.ics")
     dry = run_import(runtime, raw, utc(2021, 3, 1), dry_run=True)
-    assert dry["created"] > 100
-    assert appointments(runtime) == []
+    assert created(dry) > 100
+    assert imported(runtime) == []
     with runtime.db.Session() as s:
         assert s.execute(select(func.count()).select_from(ImportedEvent)).scalar() == 0
         assert s.execute(select(func.count()).select_from(Reminder)).scalar() == 0
@@ -303,10 +332,20 @@ def ics(*events: str, method: str = "PUBLISH", name: str = "Front desk") -> byte
     ).encode()
 
 
-def vevent(uid: str, start: str, *, seq: int = 0, minutes: int = 30, extra: str = "") -> str:
+def vevent(
+    uid: str,
+    start: str,
+    *,
+    seq: int = 0,
+    minutes: int = 30,
+    extra: str = "",
+    patient: str | None = "+4915111110001",
+) -> str:
     begin = datetime.strptime(start, "%Y%m%dT%H%M%SZ")
     end = (begin + timedelta(minutes=minutes)).strftime("%Y%m%dT%H%M%SZ")
     lines = [f"UID:{uid}", f"DTSTART:{start}", f"DTEND:{end}", f"SEQUENCE:{seq}", "SUMMARY:Visit"]
+    if patient:
+        lines.append(f"ATTENDEE;CN=Ana Example:tel:{patient}")
     return "\r\n".join(lines + ([extra] if extra else []))
 
 
@@ -423,7 +462,7 @@ def test_the_non_ascii_tzid_file_reencoded_to_cp1252_still_finds_its_timezone(ru
     raw = corpus("outlook_non_ascii_tzid_brasilia.ics").decode("utf-8").encode("cp1252")
     report = run_import(runtime, raw, utc(2017, 5, 1))
     assert any("Windows-1252" in r for r in reasons(report, "warnings"))
-    assert appointments(runtime)[0].starts_at == utc(2017, 5, 11, 16, 30)
+    assert imported(runtime)[0].starts_at == utc(2017, 5, 11, 16, 30)
 
 
 def test_a_windows_tzid_with_a_numbered_suffix_is_mapped(runtime):
@@ -432,7 +471,7 @@ def test_a_windows_tzid_with_a_numbered_suffix_is_mapped(runtime):
         "DTEND;TZID=Eastern Standard Time 1:20261201T100000"
     )
     report = run_import(runtime, ics(event), NOW)
-    assert appointments(runtime)[0].starts_at == utc(2026, 12, 1, 14)
+    assert imported(runtime)[0].starts_at == utc(2026, 12, 1, 14)
     assert any("America/New_York" in r for r in reasons(report, "warnings"))
 
 
@@ -455,7 +494,7 @@ def test_a_practitioner_is_assigned_and_an_unknown_one_refuses_the_file(runtime)
     [
         (b"", "empty"),
         (b"hello world", "not an iCalendar file"),
-        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n", "no complete VCALENDAR"),
+        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n", "cut off"),
         (b"BEGIN:VTODO\r\nUID:x\r\nEND:VTODO\r\n", "no complete VCALENDAR or VEVENT"),
     ],
 )

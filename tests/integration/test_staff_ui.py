@@ -254,10 +254,10 @@ def test_every_staff_page_links_to_the_days_appointments_and_the_calendar(staff)
         assert any(href == "/staff/calendar" and "Calendar" in text for href, text in links), path
 
 
-def test_the_calendar_page_says_plainly_that_import_is_not_available_yet(staff):
+def test_the_calendar_page_offers_the_upload_and_the_feeds(staff):
     page = staff.http.get(f"{staff.base_url}/staff/calendar")
-    assert "not available yet" in page.text
-    assert ".ics subscription feed" in page.text
+    assert 'type="file"' in page.text and 'name="file"' in page.text
+    assert ".ics subscription feeds" in page.text
 
 
 def test_login_returns_to_the_page_asked_for_but_never_to_another_site(live_server, staff_user):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar, Event, vCalAddress, vText
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from clinic_bot.domain.profile import Profile
-from clinic_bot.models import Appointment
+from clinic_bot.models import Appointment, Patient
 
 PRODID = "-//clinic_bot//appointments//EN"
 
@@ -76,6 +76,124 @@ def appointment_invitation(appt: Appointment, profile: Profile) -> bytes:
 
 # How far back the calendar export and feed reach: recent visits stay visible in the calendar.
 EXPORT_PAST = timedelta(days=30)
+# Rendered VEVENTs by (profile, appointment, version and what the event shows): a feed of
+# 10,000 appointments re-renders only what changed. Bounded; cleared when it grows past this.
+_EVENT_CACHE: dict[tuple, str] = {}
+_EVENT_CACHE_MAX = 100_000
+_TZ_CACHE: dict[tuple, str] = {}
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+    )
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 §3.1: lines of at most 75 octets, never splitting a UTF-8 character."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    parts, chunk, size, limit = [], [], 0, 75
+    for ch in line:
+        width = len(ch.encode("utf-8"))
+        if size + width > limit:
+            parts.append("".join(chunk))
+            chunk, size, limit = [], 0, 74  # continuation lines start with a space
+        chunk.append(ch)
+        size += width
+    parts.append("".join(chunk))
+    return "\r\n ".join(parts)
+
+
+def _utc_stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def staff_summary(service_name: str | None, patient_name: str | None, profile: Profile) -> str:
+    """What a staff calendar shows: service and patient name (never notes or intake answers)."""
+    parts = [p for p in (service_name, patient_name) if p]
+    return " – ".join(parts) if parts else f"Appointment – {profile.name}"
+
+
+def _vtimezone(profile: Profile, first: date, last: date) -> str:
+    key = (profile.timezone.key, first.year, last.year)
+    if key not in _TZ_CACHE:
+        cal = Calendar()
+        probe = Event()
+        probe.add("dtstart", datetime.combine(first, datetime.min.time(), profile.timezone))
+        cal.add_component(probe)
+        cal.add_missing_timezones(
+            first_date=date(first.year, 1, 1), last_date=date(last.year, 12, 31)
+        )
+        _TZ_CACHE[key] = "".join(tz.to_ical().decode() for tz in cal.walk("VTIMEZONE"))
+    return _TZ_CACHE[key]
+
+
+def _render(row, profile: Profile, slug: str, organizer: str) -> str:
+    tz = profile.timezone
+    service = profile.service(row.service_id) if row.service_id else None
+    tzid = tz.key
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:appt-{row.id}@{slug}",
+        f"SEQUENCE:{row.version}",
+        f"DTSTAMP:{_utc_stamp(row.updated_at or row.created_at)}",
+        f"DTSTART;TZID={tzid}:{row.starts_at.astimezone(tz):%Y%m%dT%H%M%S}",
+        f"DTEND;TZID={tzid}:{row.ends_at.astimezone(tz):%Y%m%dT%H%M%S}",
+        "SUMMARY:" + _escape(staff_summary(service.name if service else None, row.name, profile)),
+    ]
+    if profile.address:
+        lines.append("LOCATION:" + _escape(profile.address))
+    lines.append("STATUS:" + ("CANCELLED" if row.status == "cancelled" else "CONFIRMED"))
+    if organizer:
+        lines.append(organizer)
+    if row.phone:
+        # Read back by our importer, so a round trip keeps the patient.
+        lines.append(f"X-CLINIC-PATIENT-PHONE:+{row.phone}")
+        if row.name:
+            lines.append("X-CLINIC-PATIENT-NAME:" + _escape(row.name))
+    lines.append("END:VEVENT")
+    return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+def export_query(practitioner_id: str | None, now: datetime | None):
+    """The rows a staff export or feed shows (appointment columns and the patient's name)."""
+    stmt = (
+        select(
+            Appointment.id, Appointment.version, Appointment.status, Appointment.starts_at,
+            Appointment.ends_at, Appointment.updated_at, Appointment.created_at,
+            Appointment.service_id, Patient.phone, Patient.name,
+        )
+        .outerjoin(Patient, Patient.id == Appointment.patient_id)
+        .order_by(Appointment.starts_at, Appointment.id)
+    )  # fmt: skip
+    if now is not None:
+        stmt = stmt.where(Appointment.ends_at >= now - EXPORT_PAST)
+    if practitioner_id is not None:
+        stmt = stmt.where(Appointment.practitioner_id == practitioner_id)
+    return stmt
+
+
+def export_fingerprint(session, practitioner_id: str | None = None, *, now=None):
+    """(ETag seed, last change) of what the export would show, from one aggregate query."""
+    stmt = select(
+        func.count(Appointment.id),
+        func.max(Appointment.updated_at),
+        func.coalesce(func.sum(Appointment.version), 0),
+        func.coalesce(func.max(Appointment.id), 0),
+        func.coalesce(func.sum(Patient.version), 0),
+    ).outerjoin(Patient, Patient.id == Appointment.patient_id)
+    if now is not None:
+        stmt = stmt.where(Appointment.ends_at >= now - EXPORT_PAST)
+    if practitioner_id is not None:
+        stmt = stmt.where(Appointment.practitioner_id == practitioner_id)
+    count, last, versions, top, patients = session.execute(stmt).one()
+    return f"{count}-{versions}-{top}-{patients}-{last.isoformat() if last else ''}", last
 
 
 def export_calendar(
@@ -83,27 +201,43 @@ def export_calendar(
 ) -> bytes:
     """Every appointment from `now` - 30 days on (all of them without `now`) as one VCALENDAR.
 
+    For staff (CLI export, subscription feeds): SUMMARY is the service and the patient's name,
+    and X-CLINIC-PATIENT-PHONE lets a re-import find the patient; never notes or intake answers.
     One VEVENT per appointment with its lifelong UID, SEQUENCE = version and STATUS:CANCELLED
-    for cancelled ones, so subscribed calendars update events in place. Allow-listed fields only.
+    for cancelled ones, so subscribed calendars update events in place. Each VEVENT is rendered
+    once per appointment version and then served from a cache.
     """
-    stmt = select(Appointment).order_by(Appointment.starts_at, Appointment.id)
-    if now is not None:
-        stmt = stmt.where(Appointment.ends_at >= now - EXPORT_PAST)
-    if practitioner_id is not None:
-        stmt = stmt.where(Appointment.practitioner_id == practitioner_id)
-    cal = Calendar()
-    cal.add("prodid", PRODID)
-    cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
-    cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", profile.name)
-    cal.add("x-wr-timezone", profile.timezone.key)
-    appts = list(session.execute(stmt).scalars())
-    for appt in appts:
-        cal.add_component(appointment_event(appt, profile))
-    if appts:
-        cal.add_missing_timezones(
-            first_date=(appts[0].starts_at - timedelta(days=366)).date(),
-            last_date=(max(a.ends_at for a in appts) + timedelta(days=366)).date(),
-        )
-    return cal.to_ical()
+    slug = clinic_slug(profile)
+    organizer = ""
+    if profile.phone:
+        phone = re.sub(r"[^\d+]", "", profile.phone)
+        organizer = _fold(f"ORGANIZER;CN={_quote(profile.name)}:tel:{phone}")
+    pkey = (profile.name, profile.address, profile.timezone.key, profile.phone, slug,
+            tuple((x.id, x.name) for x in profile.services))  # fmt: skip
+    rows = session.execute(export_query(practitioner_id, now)).all()
+    if len(_EVENT_CACHE) > _EVENT_CACHE_MAX:
+        _EVENT_CACHE.clear()
+    out = [
+        "BEGIN:VCALENDAR\r\n",
+        f"VERSION:2.0\r\nPRODID:{PRODID}\r\nCALSCALE:GREGORIAN\r\nMETHOD:PUBLISH\r\n",
+        _fold("X-WR-CALNAME:" + _escape(profile.name)) + "\r\n",
+        f"X-WR-TIMEZONE:{profile.timezone.key}\r\n",
+    ]
+    if rows:
+        first = min(r.starts_at for r in rows) - timedelta(days=366)
+        last = max(r.ends_at for r in rows) + timedelta(days=366)
+        out.append(_vtimezone(profile, first.date(), last.date()))
+    for row in rows:
+        key = (pkey, row.id, row.version, row.status, row.updated_at, row.starts_at,
+               row.ends_at, row.service_id, row.phone, row.name)  # fmt: skip
+        text = _EVENT_CACHE.get(key)
+        if text is None:
+            text = _EVENT_CACHE[key] = _render(row, profile, slug, organizer)
+        out.append(text)
+    out.append("END:VCALENDAR\r\n")
+    return "".join(out).encode("utf-8")
+
+
+def _quote(value: str) -> str:
+    """A parameter value, quoted when it holds characters that end a parameter."""
+    return f'"{value}"' if any(c in value for c in ":;,") else value

@@ -150,6 +150,8 @@ def _build(d: dict, source: Path | None) -> Profile:
                 ),
                 hours=p["hours"],
                 breaks=p["breaks"],
+                email=p["email"],
+                calendar_names=list(p["calendar_names"]),
             )
             for p in d["practitioners"]
         ],
@@ -164,6 +166,8 @@ def _build(d: dict, source: Path | None) -> Profile:
         ],
         texts=texts,
         source=source,
+        notify_on_import=bk["notify_patient_on_import"],
+        phone_region=clinic["phone_region"],
     )
 
 

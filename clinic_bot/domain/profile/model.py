@@ -26,6 +26,8 @@ class Practitioner:
     services: list[str]
     hours: dict[str, list[tuple[time, time]]]
     breaks: dict[str, list[tuple[time, time]]] = field(default_factory=dict)
+    email: str = ""  # how calendar files name them (ORGANIZER / ATTENDEE)
+    calendar_names: list[str] = field(default_factory=list)  # their calendars' X-WR-CALNAME
 
 
 @dataclass
@@ -68,6 +70,8 @@ class Profile:
     intake: list[IntakeQuestion]
     texts: dict[str, dict[str, str]]
     source: Path | None = None
+    notify_on_import: bool = False  # tell patients about appointments a calendar import made
+    phone_region: str = ""  # region of national numbers in imported calendars
 
     @property
     def languages(self) -> list[str]:

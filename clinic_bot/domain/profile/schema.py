@@ -88,6 +88,10 @@ class ClinicSchema(Schema):
     language = Text(load_default="en", metadata=_doc("Default language for patients", "en"))
     phone = Text(load_default="", metadata=_doc("The clinic's phone, shown to patients"))
     address = Text(load_default="", metadata=_doc("Street address, shown in reminders"))
+    phone_region = Text(
+        load_default="",
+        metadata=_doc("Region of national numbers in calendar files (default: the phone's)", "DE"),
+    )
 
 
 class RemindersSchema(Schema):
@@ -139,6 +143,10 @@ class BookingSchema(Schema):
     notify_patient_on_staff_booking = Flag(
         load_default=True, metadata=_doc("Tell the patient when staff book, move or cancel")
     )
+    notify_patient_on_import = Flag(
+        load_default=False,
+        metadata=_doc("Tell the patient about an appointment a calendar import created"),
+    )
     closures = fields.List(
         Closure(),
         load_default=list,
@@ -163,6 +171,15 @@ class PractitionerSchema(Schema):
     )
     hours = Weekly(required=True, metadata=_doc("Opening hours per weekday", WEEKDAYS[0]))
     breaks = Weekly(load_default=dict, metadata=_doc("Breaks per weekday"))
+    email = Text(
+        load_default="", metadata=_doc("Organizer/attendee address naming them in calendar files")
+    )
+    calendar_names = fields.List(
+        Text(),
+        load_default=list,
+        error_messages={"invalid": 'must be a list of calendar names like ["Dr. Lee"]'},
+        metadata=_doc("Imported calendars (X-WR-CALNAME) that are theirs", '["Praxis Lee"]'),
+    )
 
     @validates_schema
     def _id_not_reserved(self, data, **kwargs):

@@ -80,6 +80,25 @@ def plan_reminders(session: Session, appt: Appointment, now: datetime, change: s
         insert_reminders(session, [reminder_row(appt, THANK_YOU, now, now)])
 
 
+def plan_created_reminders(session: Session, appts: list[Appointment], now: datetime) -> None:
+    """`plan_reminders(…, "created")` for many new appointments (no rows yet), in one insert."""
+    profile = runtime_of(session).profile
+    new = []
+    for appt in appts:
+        if appt.status not in ACTIVE_STATUSES:
+            continue
+        for label, offset in profile.reminder_offsets:
+            due = appt.starts_at - offset
+            if appt.patient_id is None:
+                skip = NO_PATIENT
+            else:
+                skip = f"booked less than {label} before the start" if due <= now else None
+            status = "skipped" if skip else "pending"
+            new.append(reminder_row(appt, label, due, now, status=status, reason=skip))
+    for chunk in range(0, len(new), 5000):
+        insert_reminders(session, new[chunk : chunk + 5000])
+
+
 def _plan_offsets(
     session: Session,
     profile: Profile,

@@ -5,17 +5,17 @@ from __future__ import annotations
 from flask import request
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, pre_load, validate
+from sqlalchemy.exc import OperationalError
 
-from clinic_bot.adapters.ical.importer import MODES, CalendarRefused, import_calendar
+from clinic_bot.adapters.ical.importer import MAX_IMPORT_BYTES, MODES, CalendarRefused
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.web.api.base import Blueprint
 from clinic_bot.web.api.errors import fail
 from clinic_bot.web.api.schemas import ID_LENGTH, ErrorSchema, ImportReportSchema, Text
+from clinic_bot.web.calendar_sync import run_import
 
 blp = Blueprint("api_calendar", __name__, description="Import .ics calendars into appointments")
 
-# Calendar exports run larger than webhooks (the app-wide limit): a year of a busy practice.
-MAX_IMPORT_BYTES = 10 * 1024 * 1024
 IMPORT_EXAMPLE = {
     "file": (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Front desk//EN\r\nBEGIN:VEVENT\r\n"
@@ -56,6 +56,7 @@ def _allow_calendar_sized_bodies():
 @blp.response(200, ImportReportSchema, description="the import report (CONTRACT §6)")
 @blp.alt_response(413, schema=ErrorSchema, description="the file is over 10 MiB")
 @blp.alt_response(422, schema=ErrorSchema, description="the file is refused (nothing was changed)")
+@blp.alt_response(503, schema=ErrorSchema, description="the database is busy; try again")
 def import_calendar_file(form):
     """Import an .ics calendar file into appointments
 
@@ -66,23 +67,18 @@ def import_calendar_file(form):
     """
     runtime = get_runtime()
     raw = form["file"].read()
-    if b"\x00" in raw:
-        # No iCalendar text has NUL bytes (a UTF-16 export does); no database stores them.
-        fail(422, "calendar_refused", "the file has NUL bytes: save the calendar as UTF-8 text")
     try:
-        with runtime.db.transaction() as s:
-            report = import_calendar(
-                s,
-                runtime.profile,
-                raw,
-                now=runtime.clock(),
-                mode=form["mode"],
-                source=form["source"] or None,
-                practitioner_id=form["practitioner_id"] or None,
-                dry_run=form["dry_run"],
-            )
+        # Read and expanded outside the write transaction; the write itself is short.
+        report = run_import(
+            runtime,
+            raw,
+            mode=form["mode"],
+            source=form["source"] or None,
+            practitioner_id=form["practitioner_id"] or None,
+            dry_run=form["dry_run"],
+        )
     except CalendarRefused as exc:
         fail(422, "calendar_refused", exc.reason)
-    if not form["dry_run"]:
-        runtime.waker.wake()  # reminders may be due soon
+    except OperationalError:
+        fail(503, "database_busy", "the database is busy; try the import again")
     return report

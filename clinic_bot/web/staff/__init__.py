@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from clinic_bot.web.staff import auth, security, views
+from clinic_bot.web.staff import auth, calendar, security, views
 from clinic_bot.web.staff.blueprint import bp
 
 # The modules whose pages make up the staff UI.
-PAGE_MODULES = (auth, views)
+PAGE_MODULES = (auth, views, calendar)
 
 
 def register(app: Flask) -> None:

@@ -1,10 +1,10 @@
-"""The staff pages: the day's appointments, problems (dead letters, channel, worker), calendar."""
+"""The staff pages: the day's appointments and problems (the calendar page: web.staff.calendar)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import current_app, g, render_template, request
+from flask import g, render_template, request
 
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.web.staff import queries
@@ -80,18 +80,4 @@ def problems():
         worker_late=state.worker_age is None or state.worker_age > late_after,
         channel_bad=state.channel_status in UNHEALTHY_CHANNEL,
         sandbox=rt.settings.sandbox,
-    )
-
-
-def _has_route(prefix: str) -> bool:
-    return any(rule.rule.startswith(prefix) for rule in current_app.url_map.iter_rules())
-
-
-@bp.get("/calendar")
-def calendar():
-    """What calendar import and the .ics feed can do today, said plainly."""
-    return render_template(
-        "staff/calendar.html",
-        feed_available=_has_route("/calendar/"),
-        import_api_available=_has_route("/api/v1/calendar/imports"),
     )

@@ -1,0 +1,88 @@
+"""A receptionist imports a calendar in a real Chromium: upload, preview, Apply, the day view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from werkzeug.security import generate_password_hash
+
+from clinic_bot.models import StaffUser
+
+# Debian's Chromium, never a downloaded browser build (the fixtures live here: a second
+# conftest.py would shadow the suite's `conftest` module).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
+EMAIL, PASSWORD = "reception@clinic.test", "correct horse battery"
+CALENDAR = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Reception//EN\r\nX-WR-CALNAME:Front desk\r\n"
+    "BEGIN:VEVENT\r\nUID:ana@desk\r\nDTSTART;TZID=Europe/Berlin:20261201T151500\r\n"
+    "DTEND;TZID=Europe/Berlin:20261201T153500\r\nSUMMARY:Check-up\r\n"
+    "ATTENDEE;CN=Ana Example:tel:+4915111110001\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nUID:bruno@desk\r\nDTSTART;TZID=Europe/Berlin:20261201T100000\r\n"
+    "DTEND;TZID=Europe/Berlin:20261201T102000\r\nSUMMARY:Bruno Beispiel\r\n"
+    "DESCRIPTION:call 0151 11110002\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nUID:team@desk\r\nDTSTART;TZID=Europe/Berlin:20261201T120000\r\n"
+    "DTEND;TZID=Europe/Berlin:20261201T130000\r\nSUMMARY:Team meeting\r\nEND:VEVENT\r\n"
+    "END:VCALENDAR\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium; skipped with a reason where Debian's chromium is not installed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def test_reception_uploads_previews_applies_and_sees_the_patients_in_the_day(
+    live_server, clock, page, tmp_path
+):
+    clock.set(NOW)
+    with live_server.runtime.db.transaction() as s:
+        s.add(StaffUser(email=EMAIL, password_hash=generate_password_hash(PASSWORD),
+                        role="reception", created_at=NOW))  # fmt: skip
+    file = tmp_path / "front-desk.ics"
+    file.write_text(CALENDAR)
+
+    page.goto(f"{live_server.base_url}/staff/login")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Calendar").click()
+
+    page.locator("input[type=file][name=file]").set_input_files(str(file))
+    page.get_by_label("Practitioner", exact=True).select_option(label="Dr. Lee")
+    page.get_by_role("button", name="Preview import").click()
+
+    expect(page.get_by_role("heading", name="Preview: front-desk.ics")).to_be_visible()
+    expect(page.get_by_text("Ana Example (+4915111110001)")).to_be_visible()
+    expect(page.get_by_text("Bruno Beispiel (+4915111110002)")).to_be_visible()
+    expect(page.get_by_text("no patient phone: kept as busy time")).to_be_visible()
+    page.get_by_role("button", name="Apply").click()
+
+    expect(page.get_by_role("heading", name="Imported: front-desk.ics")).to_be_visible()
+    page.get_by_role("link", name="See the appointments of").click()
+    main = page.locator("main")
+    expect(main).to_contain_text("Ana Example")
+    expect(main).to_contain_text("15:15")
+    expect(main).to_contain_text("Bruno Beispiel")
+    expect(main).to_contain_text("10:00")
