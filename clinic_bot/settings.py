@@ -72,6 +72,10 @@ class Settings:
     worker_lease_seconds: float | None = None
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
+    # Proxies in front of the app whose X-Forwarded-For/-Proto are believed (Heroku's router: 1).
+    trust_proxy_hops: int = 0
+    # A staff session unused this long ends (STAFF_SESSION_IDLE_HOURS, default 12).
+    staff_session_idle_hours: float = 12.0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -116,6 +120,9 @@ class Settings:
             if env.get("WORKER_LEASE_SECONDS")
             else None,
             calendar_feed_token=env.get("CALENDAR_FEED_TOKEN") or kept["CALENDAR_FEED_TOKEN"],
+            # Heroku sets DYNO; `clinic-bot run` on a laptop has no proxy to believe.
+            trust_proxy_hops=int(env.get("TRUST_PROXY_HOPS") or (1 if env.get("DYNO") else 0)),
+            staff_session_idle_hours=float(env.get("STAFF_SESSION_IDLE_HOURS") or 12),
         )
         values.update(overrides)
         return cls(**values)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from flask import Flask
 
-from clinic_bot.web.staff import auth, security, views
+from clinic_bot.web.staff import (
+    actions,
+    auth,
+    broadcasts,
+    inbox,
+    insights,
+    operations,
+    patients,
+    security,
+    views,
+)
 from clinic_bot.web.staff.blueprint import bp
 
 # The modules whose pages make up the staff UI.
-PAGE_MODULES = (auth, views)
+PAGE_MODULES = (auth, views, actions, inbox, patients, broadcasts, operations, insights)
 
 
 def register(app: Flask) -> None:

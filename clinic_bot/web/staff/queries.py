@@ -10,10 +10,57 @@ from sqlalchemy.orm import Session, joinedload
 
 from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.domain.profile import Profile
-from clinic_bot.models import Appointment, GatewayState, InboxEvent, OutboxMessage
-from clinic_bot.models.statuses import UNDELIVERABLE
+from clinic_bot.domain.reminder_trail import reminders_for
+from clinic_bot.models import (
+    Appointment,
+    BusyBlock,
+    GatewayState,
+    InboxEvent,
+    OutboxMessage,
+    Patient,
+)
+from clinic_bot.models.reminders import Reminder
+from clinic_bot.models.statuses import UNDELIVERABLE, UNSENT
 
 DEAD_OUTBOX = UNDELIVERABLE
+PAGE_SIZE = 50
+
+
+@dataclass
+class Page:
+    """One page of a list: its items, and whether there are more before or after."""
+
+    items: list
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def page_number(raw) -> int:
+    """A page number from a query string; anything odd is page 1."""
+    try:
+        return max(1, min(int(raw), 1_000_000))
+    except (TypeError, ValueError):
+        return 1
+
+
+def paginate(session: Session, stmt, number: int, size: int = PAGE_SIZE) -> Page:
+    """Run `stmt` for one page only (LIMIT/OFFSET), with the total count beside it."""
+    total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+    items = list(session.execute(stmt.limit(size).offset((number - 1) * size)).scalars())
+    return Page(items, number, size, total)
 
 
 @dataclass
@@ -29,17 +76,59 @@ class DayRow:
     practitioner: str
     status: str
     source: str
+    practitioner_id: str | None = None
+    patient_id: int | None = None
+    title: str = ""
+    notes: str = ""
+    past: bool = False
+    reminders: list = None
+    intake: dict = None
+
+    @property
+    def label(self) -> str:
+        """What identifies the visit when the patient has no name (an imported title, say)."""
+        return self.patient_name or self.title or self.patient_phone or "—"
 
 
-def appointments_on(session: Session, day: date, profile: Profile) -> list[DayRow]:
-    """Every appointment starting on this clinic-local day, in time order."""
-    start, end = local_day_bounds(day, profile.timezone)
-    appts = session.execute(
+@dataclass
+class BusyRow:
+    """Time blocked by an imported busy event or a staff block."""
+
+    starts: datetime
+    ends: datetime
+    practitioner_id: str | None
+    practitioner: str
+    summary: str
+
+
+def appointments_on(
+    session: Session,
+    day: date,
+    profile: Profile,
+    *,
+    days: int = 1,
+    practitioner_id: str | None = None,
+    status: str | None = None,
+    now: datetime | None = None,
+    limit: int = 500,
+) -> list[DayRow]:
+    """Appointments starting on these clinic-local days, in time order (bounded by `limit`)."""
+    start, _ = local_day_bounds(day, profile.timezone)
+    _, end = local_day_bounds(day + timedelta(days=days - 1), profile.timezone)
+    stmt = (
         select(Appointment)
         .options(joinedload(Appointment.patient))
         .where(Appointment.starts_at >= start, Appointment.starts_at < end)
         .order_by(Appointment.starts_at, Appointment.id)
-    ).scalars()
+        .limit(limit)
+    )
+    if practitioner_id == "-":
+        stmt = stmt.where(Appointment.practitioner_id.is_(None))
+    elif practitioner_id:
+        stmt = stmt.where(Appointment.practitioner_id == practitioner_id)
+    if status:
+        stmt = stmt.where(Appointment.status == status)
+    appts = list(session.execute(stmt).scalars())
     rows = []
     for a in appts:
         p = a.patient
@@ -56,9 +145,197 @@ def appointments_on(session: Session, day: date, profile: Profile) -> list[DayRo
                 practitioner=practitioner.name if practitioner else (a.practitioner_id or ""),
                 status=a.status,
                 source=a.source,
+                practitioner_id=a.practitioner_id,
+                patient_id=a.patient_id,
+                title=a.title or "",
+                notes=a.notes or "",
+                past=now is not None and a.starts_at <= now,
+                reminders=reminder_trail(session, a),
+                intake=dict(p.intake or {}) if p else {},
             )
         )
     return rows
+
+
+def reminder_trail(session: Session, appt: Appointment) -> list[dict]:
+    """Each reminder of the visit with how far it got: sent, delivered, read, replied."""
+    trail = []
+    entries = reminders_for(session, appt)
+    msgs = {}
+    for r in session.execute(
+        select(Reminder.kind, OutboxMessage)
+        .join(OutboxMessage, OutboxMessage.idempotency_key == Reminder.outbox_key)
+        .where(Reminder.appointment_id == appt.id)
+    ):
+        msgs[r[0]] = r[1]
+    patient = appt.patient
+    for e in entries:
+        msg = msgs.get(e["kind"])
+        steps = []
+        if msg is not None:
+            if msg.sent_at:
+                steps.append("sent")
+            if msg.delivered_at:
+                steps.append("delivered")
+            if msg.read_at:
+                steps.append("read")
+            if (
+                patient is not None
+                and patient.last_inbound_at
+                and msg.sent_at
+                and patient.last_inbound_at > msg.sent_at
+            ):
+                steps.append("replied")
+        trail.append({"kind": e["kind"], "status": e["status"], "steps": steps, **e})
+    for kind, msg in msgs.items():
+        if kind not in {e["kind"] for e in entries} and msg.sent_at:
+            trail.append({"kind": kind, "status": "sent", "steps": ["sent"], "reason": None})
+    return trail
+
+
+def busy_blocks(
+    session: Session, day: date, profile: Profile, *, days: int = 1, limit: int = 200
+) -> list[BusyRow]:
+    """Blocked time (imported busy events, staff blocks) overlapping these days."""
+    start, _ = local_day_bounds(day, profile.timezone)
+    _, end = local_day_bounds(day + timedelta(days=days - 1), profile.timezone)
+    rows = session.execute(
+        select(BusyBlock)
+        .where(BusyBlock.cancelled.is_(False), BusyBlock.starts_at < end, BusyBlock.ends_at > start)
+        .order_by(BusyBlock.starts_at)
+        .limit(limit)
+    ).scalars()
+    out = []
+    for b in rows:
+        pr = profile.practitioner(b.practitioner_id) if b.practitioner_id else None
+        out.append(
+            BusyRow(
+                starts=b.starts_at.astimezone(profile.timezone),
+                ends=b.ends_at.astimezone(profile.timezone),
+                practitioner_id=b.practitioner_id,
+                practitioner=pr.name if pr else ("whole clinic" if not b.practitioner_id else ""),
+                summary=b.summary or "busy",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ inbox
+
+
+@dataclass
+class Waiting:
+    """A patient waiting for a person, with what they last wrote."""
+
+    patient: Patient
+    since: datetime
+    last_text: str
+
+
+def inbound_text(payload: dict) -> str:
+    """The visible text of a stored inbound WhatsApp message (text, tap, caption, kind)."""
+    if not isinstance(payload, dict):
+        return ""
+    kind = payload.get("type") or ""
+    for key in ("text", "image", "video", "document", "reply", "link_preview"):
+        part = payload.get(key)
+        if isinstance(part, dict):
+            for field_name in ("body", "caption", "title"):
+                if isinstance(part.get(field_name), str) and part[field_name]:
+                    return part[field_name]
+            reply = part.get("buttons_reply") or part.get("list_reply")
+            if isinstance(reply, dict) and reply.get("title"):
+                return f"[tapped] {reply['title']}"
+    return f"[{kind}]" if kind else ""
+
+
+def waiting_patients(session: Session, limit: int = 100) -> list[Waiting]:
+    """Patients in a handoff, the longest-waiting first."""
+    patients = session.execute(
+        select(Patient)
+        .where(Patient.handoff_since.is_not(None))
+        .order_by(Patient.handoff_since, Patient.id)
+        .limit(limit)
+    ).scalars()
+    out = []
+    for p in patients:
+        last = ""
+        if p.last_inbound_message_id:
+            ev = session.execute(
+                select(InboxEvent.payload).where(InboxEvent.dedupe_key == p.last_inbound_message_id)
+            ).scalar_one_or_none()
+            last = inbound_text(ev or {})
+        out.append(Waiting(p, p.handoff_since, last))
+    return out
+
+
+def waiting_count(session: Session) -> int:
+    """How many patients wait for a person."""
+    return session.execute(
+        select(func.count()).select_from(Patient).where(Patient.handoff_since.is_not(None))
+    ).scalar_one()
+
+
+@dataclass
+class Entry:
+    """One line of a conversation timeline."""
+
+    at: datetime
+    direction: str  # in | out
+    text: str
+    purpose: str = ""
+    status: str = ""
+
+
+def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry]:
+    """The patient's conversation, oldest first: their messages and taps, and ours with ticks."""
+    entries = []
+    chat = patient.chat_id
+    inbound = session.execute(
+        select(InboxEvent)
+        .where(
+            InboxEvent.kind == "messages",
+            InboxEvent.payload["chat_id"].as_string() == chat,
+        )
+        .order_by(InboxEvent.id.desc())
+        .limit(limit)
+    ).scalars()
+    for ev in inbound:
+        if (ev.payload or {}).get("from_me"):
+            continue
+        entries.append(Entry(ev.received_at, "in", inbound_text(ev.payload)))
+    outbound = session.execute(
+        select(OutboxMessage)
+        .where(OutboxMessage.chat_id == chat)
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    ).scalars()
+    for m in outbound:
+        entries.append(Entry(m.created_at, "out", outbox_preview(m), m.purpose, m.status))
+    entries.sort(key=lambda e: e.at)
+    return entries[-limit:]
+
+
+def pending_outbox(session: Session) -> int:
+    """Messages waiting to be sent."""
+    return session.execute(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status.in_(UNSENT))
+    ).scalar_one()
+
+
+def channel_banner(session: Session, profile: Profile) -> str | None:
+    """'WhatsApp disconnected since 08:12, 14 messages waiting' when the channel is not up."""
+    row = session.get(GatewayState, "channel")
+    if row is None:
+        return None
+    value = dict(row.value or {})
+    status = str(value.get("status") or "")
+    if not status or status.upper() in ("OK", "AUTH", "CONNECTED", "UP", "RUNNING", "INIT"):
+        return None
+    since = _parse(value.get("since") or value.get("at"))
+    when = f" since {since.astimezone(profile.timezone):%H:%M}" if since else ""
+    waiting = pending_outbox(session)
+    return f"WhatsApp disconnected{when} ({status}), {waiting} message(s) waiting to be sent."
 
 
 def problem_count(session: Session) -> int:
@@ -72,28 +349,20 @@ def problem_count(session: Session) -> int:
     return inbox + outbox
 
 
-def dead_inbox_events(session: Session, limit: int = 200) -> list[InboxEvent]:
-    """Webhook events the worker gave up on, newest first."""
-    return list(
-        session.execute(
-            select(InboxEvent)
-            .where(InboxEvent.status == "dead")
-            .order_by(InboxEvent.id.desc())
-            .limit(limit)
-        ).scalars()
-    )
+def dead_inbox_events(session: Session, number: int = 1, size: int = PAGE_SIZE) -> Page:
+    """One page of webhook events the worker gave up on, newest first."""
+    stmt = select(InboxEvent).where(InboxEvent.status == "dead").order_by(InboxEvent.id.desc())
+    return paginate(session, stmt, number, size)
 
 
-def dead_outbox_messages(session: Session, limit: int = 200) -> list[OutboxMessage]:
-    """Messages that could not be sent, newest first."""
-    return list(
-        session.execute(
-            select(OutboxMessage)
-            .where(OutboxMessage.status.in_(DEAD_OUTBOX))
-            .order_by(OutboxMessage.id.desc())
-            .limit(limit)
-        ).scalars()
+def dead_outbox_messages(session: Session, number: int = 1, size: int = PAGE_SIZE) -> Page:
+    """One page of messages that could not be sent, newest first."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status.in_(DEAD_OUTBOX))
+        .order_by(OutboxMessage.id.desc())
     )
+    return paginate(session, stmt, number, size)
 
 
 def outbox_preview(msg: OutboxMessage) -> str:
@@ -137,3 +406,12 @@ def system_state(session: Session, now: datetime) -> SystemState:
         worker_last_tick=tick,
         worker_age=(now - tick) if tick else None,
     )
+
+
+def pending_inbox(session: Session) -> int:
+    """Webhook events waiting for the worker."""
+    return session.execute(
+        select(func.count())
+        .select_from(InboxEvent)
+        .where(InboxEvent.status.in_(("pending", "processing")))
+    ).scalar_one()
