@@ -53,3 +53,53 @@ def post(http: requests.Session, base: str, path: str, data: dict | None = None,
     """Post a staff form with the session's CSRF token (taken from the day page's logout form)."""
     token = csrf(http, f"{base}/staff/")
     return http.post(f"{base}{path}", data={**(data or {}), "csrf_token": token}, **kw)
+
+
+class Phone:
+    """The sandbox patient's phone: act, wait until handled and sent, read what arrived."""
+
+    def __init__(self, live, phone: str):
+        self.live, self.phone, self.seen = live, phone, 0
+
+    def act(self, **action) -> list[dict]:
+        from sqlalchemy import func, select
+
+        from clinic_bot.models import InboxEvent, OutboxMessage
+
+        sent = self.live.patient(self.phone, **action)
+
+        def handled():
+            with self.live.runtime.db.Session() as s:
+                status = s.execute(
+                    select(InboxEvent.status).where(
+                        InboxEvent.dedupe_key == f"msg:{sent['message_id']}"
+                    )
+                ).scalar()
+                unsent = s.execute(
+                    select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+                ).scalar()
+            return status in ("done", "ignored", "dead") and not unsent
+
+        self.live.wait_for(handled)
+        return self.arrived()
+
+    def arrived(self) -> list[dict]:
+        out = [m for m in self.live.outgoing(self.phone) if m["id"] > self.seen]
+        if out:
+            self.seen = out[-1]["id"]
+        return out
+
+    def say(self, text: str) -> list[dict]:
+        return self.act(text=text)
+
+    def tap(self, title: str) -> list[dict]:
+        """Tap the button (or list row) titled `title` on the newest interactive message."""
+        for m in reversed(self.live.outgoing(self.phone)):
+            options = m.get("buttons") or [
+                r for sec in (m.get("list") or {}).get("sections", []) for r in sec["rows"]
+            ]
+            match = next((o for o in options if o["title"] == title), None)
+            if match:
+                kind = "list" if m.get("list") else "button"
+                return self.act(**{kind: {"id": match["id"], "message_id": m["message_id"]}})
+        raise AssertionError(f"no {title!r} to tap")

@@ -261,8 +261,11 @@ def waiting_patients(session: Session, limit: int = 100) -> list[Waiting]:
     for p in patients:
         last = ""
         if p.last_inbound_message_id:
+            mid = p.last_inbound_message_id
             ev = session.execute(
-                select(InboxEvent.payload).where(InboxEvent.dedupe_key == p.last_inbound_message_id)
+                select(InboxEvent.payload)
+                .where(InboxEvent.dedupe_key.in_((f"msg:{mid}", mid)))
+                .limit(1)
             ).scalar_one_or_none()
             last = inbound_text(ev or {})
         out.append(Waiting(p, p.handoff_since, last))
