@@ -182,8 +182,9 @@ def new_appointment():
             service_id=service_id,
             practitioner_id=practitioner_id,
             slots=[
-                (sl.starts_at.isoformat(), sl.starts_at.astimezone(profile.timezone), sl)
+                (local.isoformat(), local, sl)
                 for sl in slots
+                for local in [sl.starts_at.astimezone(profile.timezone)]
             ],
             matches=matches,
             query=query,
@@ -279,8 +280,8 @@ def move_appointment(appointment_id: int):
             day=day,
             practitioner_id=practitioner_id,
             slots=[
-                (sl.starts_at.isoformat(), sl.starts_at.astimezone(profile.timezone))
-                for sl in slots
+                (local.isoformat(), local)
+                for local in (sl.starts_at.astimezone(profile.timezone) for sl in slots)
             ],
             errors=errors,
         ),
