@@ -110,7 +110,7 @@ def test_booking_moving_and_cancelling_from_the_day_view_tells_the_patient(live_
 
 
 def test_a_taken_slot_is_refused_and_a_forced_time_books_outside_hours(live_server, desk):
-    live, rt = live_server, live_server.runtime
+    live = live_server
     book_from_the_page(live, desk)
     r = post(
         desk,
