@@ -305,6 +305,8 @@ def staff_add(email: str, role: str, password_stdin: bool) -> None:
                 password_hash=generate_password_hash(password),
                 role=role,
                 created_at=runtime.clock(),
+                # A generated password was printed on a console: replaced at the first login.
+                must_change_password=not password_stdin,
             )
         )
     click.echo(f"created {role} login {email.lower()}")

@@ -305,3 +305,38 @@ def test_the_dashboard_shows_charts_with_their_numbers(live_server, desk, boss):
     page = boss.get(f"{live_server.base_url}/staff/dashboard")
     assert page.status_code == 200
     assert "<svg" in page.text and "Reminder funnel" in page.text and "<table" in page.text
+
+
+def test_a_disconnected_channel_shows_a_banner_with_the_waiting_messages(live_server, desk):
+    from clinic_bot.models import GatewayState
+
+    rt = live_server.runtime
+    since = datetime(2026, 3, 2, 7, 12, tzinfo=UTC)  # 08:12 in Berlin
+    with rt.db.transaction() as s:
+        s.add(
+            GatewayState(
+                key="channel",
+                value={"status": "LOGGED_OUT", "at": since.isoformat(), "since": since.isoformat()},
+            )
+        )
+        p = Patient(phone=DIGITS, created_at=rt.clock())
+        s.add(p)
+        s.flush()
+        for i in range(3):
+            s.add(
+                OutboxMessage(
+                    idempotency_key=f"wait-{i}",
+                    patient_id=p.id,
+                    chat_id=f"{DIGITS}@s.whatsapp.net",
+                    endpoint="messages/text",
+                    body={"to": f"{DIGITS}@s.whatsapp.net", "body": "x"},
+                    fingerprint="f" * 64,
+                    status="pending",
+                    next_attempt_at=rt.clock() + timedelta(hours=1),
+                )
+            )
+    page = desk.get(f"{live_server.base_url}/staff/inbox").text
+    assert "WhatsApp disconnected since 08:12" in page and "3 message(s) waiting" in page
+    with rt.db.transaction() as s:
+        GatewayState.put(s, "channel", {"status": "AUTH", "at": rt.clock().isoformat()}, rt.clock())
+    assert "WhatsApp disconnected" not in desk.get(f"{live_server.base_url}/staff/inbox").text

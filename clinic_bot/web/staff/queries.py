@@ -21,8 +21,11 @@ from clinic_bot.models import (
 )
 from clinic_bot.models.reminders import Reminder
 from clinic_bot.models.statuses import UNDELIVERABLE, UNSENT
+from clinic_bot.reactions.channel import HEALTHY_CHANNEL
 
 DEAD_OUTBOX = UNDELIVERABLE
+# Channel states that need no banner: the handler's healthy ones, and a channel starting up.
+CHANNEL_UP = {*HEALTHY_CHANNEL, "INIT", "LAUNCH", "OK", "UP", "RUNNING"}
 PAGE_SIZE = 50
 
 
@@ -333,7 +336,7 @@ def channel_banner(session: Session, profile: Profile) -> str | None:
         return None
     value = dict(row.value or {})
     status = str(value.get("status") or "")
-    if not status or status.upper() in ("OK", "AUTH", "CONNECTED", "UP", "RUNNING", "INIT"):
+    if not status or status.upper() in CHANNEL_UP:
         return None
     since = _parse(value.get("since") or value.get("at"))
     when = f" since {since.astimezone(profile.timezone):%H:%M}" if since else ""
