@@ -128,3 +128,14 @@ def test_without_a_staff_reply_the_patients_own_messages_do_not_extend_the_hando
     assert phone.say("still there?") == []
     clock.advance(seconds=(idle * 0.2).total_seconds())
     assert phone.say("hello?") != []
+
+
+def test_replies_go_unsigned_when_the_profile_says_so(live, desk):
+    from dataclasses import replace
+
+    live.runtime.profile = replace(live.runtime.profile, sign_staff_replies=False)
+    phone = ask_for_reception(live)
+    pid = patient_id(live.runtime)
+    post(desk, live.base_url, f"/staff/patients/{pid}/reply", {"text": "Unsigned note."})
+    live.settle()
+    assert [m["text"] for m in phone.arrived()] == ["Unsigned note."]

@@ -68,6 +68,7 @@ class Profile:
     intake: list[IntakeQuestion]
     texts: dict[str, dict[str, str]]
     source: Path | None = None
+    sign_staff_replies: bool = True
 
     @property
     def languages(self) -> list[str]:

@@ -139,6 +139,10 @@ class BookingSchema(Schema):
     notify_patient_on_staff_booking = Flag(
         load_default=True, metadata=_doc("Tell the patient when staff book, move or cancel")
     )
+    sign_staff_replies = Flag(
+        load_default=True,
+        metadata=_doc('End a staff reply with the staff member\'s first name ("— Rita")'),
+    )
     closures = fields.List(
         Closure(),
         load_default=list,

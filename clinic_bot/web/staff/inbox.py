@@ -126,7 +126,7 @@ def reply(patient_id: int):
     if len(text) > TEXT_BODY:
         flash(f"The message is longer than {TEXT_BODY} characters.", "error")
         return redirect(url_for("staff.conversation", patient_id=patient_id))
-    sign = getattr(rt.profile, "sign_staff_replies", True)
+    sign = rt.profile.sign_staff_replies
     with rt.db.transaction() as s:
         p = s.get(Patient, patient_id)
         if p is None:
