@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -265,3 +266,45 @@ def test_logins_failures_and_logouts_are_audited_with_the_address(live_server, u
     assert ("login", RECEPTION, "198.51.100.7") in got
     assert ("logout", RECEPTION, "127.0.0.1") in got  # that request came without the header
     assert sessions == 0
+
+
+def test_the_audit_log_pages_keep_their_filters(live_server, users, runtime):
+    now = runtime.clock()
+    with runtime.db.transaction() as s:
+        s.add_all(
+            AuditEntry(at=now, staff_email=ADMIN, action="x_action", target=f"t{i}", detail={})
+            for i in range(60)
+        )
+        s.add_all(
+            AuditEntry(at=now, staff_email=ADMIN, action="y_action", target="y", detail={})
+            for _ in range(10)
+        )
+    boss, _ = log_in(live_server.base_url, ADMIN)
+    page = boss.get(f"{live_server.base_url}/staff/audit", params={"action": "x_action"}).text
+    assert "page 1 of 2 (60 in all)" in page
+    nxt = re.search(r'href="([^"]+)" rel="next"', page).group(1).replace("&amp;", "&")
+    assert "action=x_action" in nxt and "page=2" in nxt
+    second = boss.get(f"{live_server.base_url}{nxt}").text
+    assert second.count("<td>x_action</td>") == 10 and "y_action</td>" not in second
+
+
+def test_a_day_with_a_huge_import_is_bounded(live_server, users, runtime):
+    from clinic_bot.models import Appointment
+
+    start = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+    with runtime.db.transaction() as s:
+        s.add_all(
+            Appointment(
+                starts_at=start + timedelta(seconds=i),
+                ends_at=start + timedelta(seconds=i + 60),
+                status="booked",
+                source="ics",
+                title=f"Imported {i}",
+                version=1,
+            )
+            for i in range(620)
+        )
+    desk, _ = log_in(live_server.base_url, RECEPTION)
+    page = desk.get(f"{live_server.base_url}/staff/", params={"date": "2026-03-03"}).text
+    assert page.count('<article class="appt') == 500
+    assert "Only the first 500 appointments are shown" in page

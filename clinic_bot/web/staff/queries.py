@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session, joinedload
 
 from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.domain.profile import Profile
-from clinic_bot.domain.reminder_trail import reminders_for
 from clinic_bot.models import (
     Appointment,
     BusyBlock,
@@ -19,7 +18,7 @@ from clinic_bot.models import (
     OutboxMessage,
     Patient,
 )
-from clinic_bot.models.reminders import Reminder
+from clinic_bot.models.reminders import SPECIAL_KINDS, Reminder
 from clinic_bot.models.statuses import UNDELIVERABLE, UNSENT
 from clinic_bot.reactions.channel import HEALTHY_CHANNEL
 
@@ -27,6 +26,7 @@ DEAD_OUTBOX = UNDELIVERABLE
 # Channel states that need no banner: the handler's healthy ones, and a channel starting up.
 CHANNEL_UP = {*HEALTHY_CHANNEL, "INIT", "LAUNCH", "OK", "UP", "RUNNING"}
 PAGE_SIZE = 50
+DAY_LIMIT = 500  # appointments one day or week view shows at most (a filter narrows it)
 
 
 @dataclass
@@ -113,7 +113,7 @@ def appointments_on(
     practitioner_id: str | None = None,
     status: str | None = None,
     now: datetime | None = None,
-    limit: int = 500,
+    limit: int = DAY_LIMIT,
 ) -> list[DayRow]:
     """Appointments starting on these clinic-local days, in time order (bounded by `limit`)."""
     start, _ = local_day_bounds(day, profile.timezone)
@@ -132,6 +132,7 @@ def appointments_on(
     if status:
         stmt = stmt.where(Appointment.status == status)
     appts = list(session.execute(stmt).scalars())
+    trails = reminder_trails(session, appts)
     rows = []
     for a in appts:
         p = a.patient
@@ -153,47 +154,52 @@ def appointments_on(
                 title=a.title or "",
                 notes=a.notes or "",
                 past=now is not None and a.starts_at <= now,
-                reminders=reminder_trail(session, a),
+                reminders=trails[a.id],
                 intake=dict(p.intake or {}) if p else {},
             )
         )
     return rows
 
 
-def reminder_trail(session: Session, appt: Appointment) -> list[dict]:
-    """Each reminder of the visit with how far it got: sent, delivered, read, replied."""
-    trail = []
-    entries = reminders_for(session, appt)
-    msgs = {}
-    for r in session.execute(
-        select(Reminder.kind, OutboxMessage)
-        .join(OutboxMessage, OutboxMessage.idempotency_key == Reminder.outbox_key)
-        .where(Reminder.appointment_id == appt.id)
-    ):
-        msgs[r[0]] = r[1]
-    patient = appt.patient
-    for e in entries:
-        msg = msgs.get(e["kind"])
-        steps = []
+def reminder_trails(session: Session, appts: list[Appointment]) -> dict[int, list[dict]]:
+    """Each visit's reminders (current version) and follow-ups with how far they got, in one query.
+
+    Steps: sent → delivered → read → replied (the patient wrote after it was sent); a skipped or
+    failed reminder keeps its status and reason instead.
+    """
+    if not appts:
+        return {}
+    by_id = {a.id: a for a in appts}
+    rows = session.execute(
+        select(Reminder, OutboxMessage)
+        .outerjoin(OutboxMessage, OutboxMessage.idempotency_key == Reminder.outbox_key)
+        .where(Reminder.appointment_id.in_(list(by_id)))
+        .order_by(Reminder.due_at, Reminder.id)
+    ).all()
+    trails: dict[int, list[dict]] = {a.id: [] for a in appts}
+    for r, msg in rows:
+        appt = by_id[r.appointment_id]
+        special = r.kind in SPECIAL_KINDS
+        if not special and r.appointment_version != appt.version:
+            continue  # a reminder of the visit's old time
+        if special and (msg is None or msg.sent_at is None):
+            continue  # a follow-up that never went out is no news
+        status, reason, steps = r.status, r.reason, []
         if msg is not None:
+            if msg.status in (*UNDELIVERABLE, "cancelled"):
+                status, reason = "failed", msg.last_error or f"the message is {msg.status}"
             if msg.sent_at:
                 steps.append("sent")
             if msg.delivered_at:
                 steps.append("delivered")
             if msg.read_at:
                 steps.append("read")
-            if (
-                patient is not None
-                and patient.last_inbound_at
-                and msg.sent_at
-                and patient.last_inbound_at > msg.sent_at
-            ):
+            last = appt.patient.last_inbound_at if appt.patient is not None else None
+            if msg.sent_at and last and last > msg.sent_at:
                 steps.append("replied")
-        trail.append({"kind": e["kind"], "status": e["status"], "steps": steps, **e})
-    for kind, msg in msgs.items():
-        if kind not in {e["kind"] for e in entries} and msg.sent_at:
-            trail.append({"kind": kind, "status": "sent", "steps": ["sent"], "reason": None})
-    return trail
+        label = r.kind.replace("_", " ") if special else r.kind
+        trails[appt.id].append({"kind": label, "status": status, "reason": reason, "steps": steps})
+    return trails
 
 
 def busy_blocks(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import current_app, g, render_template, request
+from flask import current_app, g, render_template, request, url_for
 
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.models.statuses import AppointmentStatus
@@ -29,6 +29,7 @@ def _staff_page_context():
             waiting = queries.waiting_count(s)
             banner = queries.channel_banner(s, profile)
     return {
+        "page_url": page_url,
         "staff": staff,
         "problem_count": count,
         "waiting_count": waiting,
@@ -36,6 +37,13 @@ def _staff_page_context():
         "clinic": profile,
         "clinic_tz": profile.timezone,
     }
+
+
+def page_url(param: str, number: int) -> str:
+    """This page's URL with one page number changed and every filter kept."""
+    args = request.args.to_dict()
+    args[param] = number
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
 
 
 def local_today() -> date:
@@ -98,6 +106,7 @@ def day():
         previous=shown - timedelta(days=1),
         following=shown + timedelta(days=1),
         rows=rows,
+        truncated=len(rows) >= queries.DAY_LIMIT,
         columns=_columns(rows, busy),
         busy=busy,
         error=error,
@@ -142,6 +151,7 @@ def week():
         today=local_today(),
         previous=monday - timedelta(days=7),
         following=monday + timedelta(days=7),
+        truncated=len(rows) >= queries.DAY_LIMIT,
         error=error,
         practitioner=practitioner,
         status=status,
