@@ -20,7 +20,10 @@ ROLES = ("reception", "admin")
 
 
 def _back():
-    return redirect(request.form.get("back") or url_for("staff.problems"))
+    target = request.form.get("back", "")
+    if target.startswith("/staff") and not target.startswith("//"):
+        return redirect(target)  # only back inside the staff UI, never to another site
+    return redirect(url_for("staff.problems"))
 
 
 @bp.post("/problems/events/<int:event_id>/<action>")
