@@ -36,9 +36,11 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
         SESSION_COOKIE_SECURE=not runtime.settings.sandbox
         or runtime.settings.public_url.startswith("https://"),
     )
-    if not runtime.settings.sandbox:
-        # Heroku's router terminates TLS and says so in X-Forwarded-Proto / -For (one hop).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    hops = runtime.settings.trust_proxy_hops
+    if hops > 0:
+        # Only behind a configured proxy (Heroku's router: one hop) are X-Forwarded-For / -Proto
+        # believed; otherwise any client could pick the address the login throttle counts.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.extensions[EXTENSION_KEY] = runtime
     register_blueprints(app, runtime)
     register_errorhandlers(app)

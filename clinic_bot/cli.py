@@ -10,7 +10,7 @@ import sys
 import threading
 
 import click
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from werkzeug.security import generate_password_hash
 
 from clinic_bot.adapters.ical.export import export_calendar
@@ -21,7 +21,7 @@ from clinic_bot.bootstrap import build_runtime, ensure_profile
 from clinic_bot.core.migrate import upgrade
 from clinic_bot.core.runtime import Runtime
 from clinic_bot.domain.profile import ProfileError
-from clinic_bot.models import StaffUser
+from clinic_bot.models import ApiToken, StaffSession, StaffUser
 from clinic_bot.settings import Settings
 from clinic_bot.web.access_log import install_log_redaction
 from clinic_bot.web.api.auth import create_token
@@ -129,6 +129,8 @@ def _ensure_admin(runtime: Runtime) -> tuple[str, str] | None:
                 password_hash=generate_password_hash(password),
                 role="admin",
                 created_at=runtime.clock(),
+                # Printed on a console once: it must be replaced at the first login.
+                must_change_password=True,
             )
         )
     return email, password
@@ -192,6 +194,20 @@ def api_token_create(name: str) -> None:
         token = create_token(s, name, runtime.clock())
     click.echo(f"API token {name!r} created; it is shown only now:", err=True)
     click.echo(token)
+
+
+@api_token.command("revoke")
+@click.argument("name")
+def api_token_revoke(name: str) -> None:
+    """Revoke every API token with this name: their callers are refused from now on."""
+
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        n = s.execute(delete(ApiToken).where(ApiToken.name == name)).rowcount
+    if not n:
+        click.echo(f"error: no API token named {name!r}", err=True)
+        sys.exit(2)
+    click.echo(f"revoked {n} API token(s) named {name!r}")
 
 
 @main.group()
@@ -314,11 +330,65 @@ def staff_add(email: str, role: str, password_stdin: bool) -> None:
                 password_hash=generate_password_hash(password),
                 role=role,
                 created_at=runtime.clock(),
+                # A generated password was printed on a console: replaced at the first login.
+                must_change_password=not password_stdin,
             )
         )
     click.echo(f"created {role} login {email.lower()}")
     if not password_stdin:
         click.echo(f"password: {password}")
+
+
+def _read_new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if len(password) < 10:
+            click.echo("error: the password must have at least 10 characters", err=True)
+            sys.exit(2)
+        return password
+    return secrets.token_urlsafe(12)
+
+
+@staff.command("passwd")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="read the new password from standard input")
+def staff_passwd(email: str, password_stdin: bool) -> None:
+    """Set a new password (generated unless given); the user's sessions end."""
+
+    password = _read_new_password(password_stdin)
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        user = s.execute(
+            select(StaffUser).where(StaffUser.email == email.lower())
+        ).scalar_one_or_none()
+        if user is None:
+            click.echo(f"error: no login {email}", err=True)
+            sys.exit(2)
+        user.password_hash = generate_password_hash(password)
+        # A generated password travelled over a console: it must be changed at the next login.
+        user.must_change_password = not password_stdin
+        s.execute(delete(StaffSession).where(StaffSession.staff_user_id == user.id))
+    click.echo(f"password changed for {email.lower()}; its sessions are ended")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+
+
+@staff.command("disable")
+@click.argument("email")
+def staff_disable(email: str) -> None:
+    """Disable a login: it cannot log in and its sessions end at once."""
+
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        user = s.execute(
+            select(StaffUser).where(StaffUser.email == email.lower())
+        ).scalar_one_or_none()
+        if user is None:
+            click.echo(f"error: no login {email}", err=True)
+            sys.exit(2)
+        user.disabled_at = runtime.clock()
+        s.execute(delete(StaffSession).where(StaffSession.staff_user_id == user.id))
+    click.echo(f"disabled {email.lower()}; its sessions are ended")
 
 
 @main.group()

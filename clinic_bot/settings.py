@@ -85,6 +85,10 @@ class Settings:
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
     proactive_min_interval: float = PROACTIVE_MIN_INTERVAL
+    # Proxies in front of the app whose X-Forwarded-For/-Proto are believed (Heroku's router: 1).
+    trust_proxy_hops: int = 0
+    # A staff session unused this long ends (STAFF_SESSION_IDLE_HOURS, default 12).
+    staff_session_idle_hours: float = 12.0
 
     @property
     def sandbox(self) -> bool:
@@ -128,6 +132,9 @@ class Settings:
             proactive_min_interval=float(
                 env.get("PROACTIVE_MIN_INTERVAL_SECONDS") or PROACTIVE_MIN_INTERVAL
             ),
+            # Heroku sets DYNO; `clinic-bot run` on a laptop has no proxy to believe.
+            trust_proxy_hops=int(env.get("TRUST_PROXY_HOPS") or (1 if env.get("DYNO") else 0)),
+            staff_session_idle_hours=float(env.get("STAFF_SESSION_IDLE_HOURS") or 12),
         )
         values.update(overrides)
         return cls(**values)

@@ -311,6 +311,9 @@ def set_status(session: Session, appt: Appointment, status: str, *, now: datetim
     elif appt.status == "cancelled":
         # Staff may correct no_show <-> completed, but a cancelled visit did not happen.
         raise NotChangeable("the appointment is cancelled")
+    elif appt.starts_at > now:
+        # A patient must never hear "we missed you" before the visit: only after its start.
+        raise NotChangeable(f"a visit can be marked {status} only after it has started")
     appt.status = status
     appt.updated_at = now
     appointment_changed(session, appt, now, "status")

@@ -14,9 +14,11 @@ from clinic_bot.models.core import (
 )
 from clinic_bot.models.reminders import Reminder  # noqa: F401
 from clinic_bot.models.sandbox import SandboxMessage
+from clinic_bot.models.staff import AuditEntry, LoginFailure, StaffSession
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Appointment",
     "BusyBlock",
     "CalendarFeed",
@@ -24,10 +26,12 @@ __all__ = [
     "GatewayState",
     "ImportedEvent",
     "InboxEvent",
+    "LoginFailure",
     "OutboxMessage",
     "Patient",
     "PractitionerLock",
     "Reaction",
     "SandboxMessage",
+    "StaffSession",
     "StaffUser",
 ]

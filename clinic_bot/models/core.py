@@ -68,6 +68,8 @@ class Patient(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_inbound_message_id: Mapped[str | None] = mapped_column(String(200))
     handoff_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last time reception wrote or acted in the handoff: its idle expiry counts from here.
+    handoff_staff_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -156,6 +158,10 @@ class StaffUser(Base):
     password_hash: Mapped[str] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(20))  # admin | reception
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Shown to patients when the profile signs staff replies ("— Ana").
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiToken(Base):

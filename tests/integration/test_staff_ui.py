@@ -24,7 +24,8 @@ def staff_user(runtime):
             StaffUser(
                 email=EMAIL,
                 password_hash=generate_password_hash(PASSWORD),
-                role="reception",
+                # Admin: these tests open the operations (problems) page too.
+                role="admin",
                 created_at=runtime.clock(),
             )
         )
@@ -169,6 +170,7 @@ def test_webhook_and_json_api_do_not_need_a_csrf_token(live_server):
 
 def test_the_day_shows_an_appointment_in_clinic_local_time(clock, runtime, staff):
     clock.set(datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
+    assert log_in(staff).status_code == 302  # months later: the old session has expired
     # 08:30 UTC is 09:30 in Berlin; 23:30 UTC is already the 25th in Berlin.
     book_staff_appointment(
         runtime, "4915111111111", "Ana Lima", datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
@@ -227,7 +229,7 @@ def test_problems_lists_a_dead_lettered_event_and_message_with_their_errors(runt
     assert "gateway 400: to is not a valid chat id" in page.text
     assert "+4915111111111" in page.text
     home = staff.http.get(f"{staff.base_url}/staff/")
-    assert re.search(r'aria-label="2 waiting"', home.text)  # the count shows on every page
+    assert re.search(r'aria-label="2 problems"', home.text)  # the count shows on every page
 
 
 def test_problems_shows_the_channel_state_and_a_worker_that_stopped_ticking(clock, runtime, staff):

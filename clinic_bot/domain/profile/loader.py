@@ -138,6 +138,7 @@ def _build(d: dict, source: Path | None) -> Profile:
         idle_reset=bk["idle_reset"],
         handoff_idle=bk["handoff_idle"],
         notify_on_staff_booking=bk["notify_patient_on_staff_booking"],
+        sign_staff_replies=bk["sign_staff_replies"],
         # The example profile writes closures inside [booking]; a top-level key also works.
         closures=d["closures"] if d["closures"] is not None else bk["closures"],
         services=services,

@@ -72,6 +72,7 @@ class Profile:
     source: Path | None = None
     notify_on_import: bool = False  # tell patients about appointments a calendar import made
     phone_region: str = ""  # region of national numbers in imported calendars
+    sign_staff_replies: bool = True
 
     @property
     def languages(self) -> list[str]:

@@ -147,6 +147,10 @@ class BookingSchema(Schema):
         load_default=False,
         metadata=_doc("Tell the patient about an appointment a calendar import created"),
     )
+    sign_staff_replies = Flag(
+        load_default=True,
+        metadata=_doc('End a staff reply with the staff member\'s first name ("— Rita")'),
+    )
     closures = fields.List(
         Closure(),
         load_default=list,

@@ -1,4 +1,4 @@
-"""Reception's side of a handoff: staff replies and resolving (used by the JSON API)."""
+"""Reception's side of a handoff: staff replies, staff-started handoffs and resolving."""
 
 from __future__ import annotations
 
@@ -15,12 +15,22 @@ def _outbox(session: Session, now: datetime) -> Outbox:
     return Outbox(session, now, f"staff:{uuid.uuid4().hex}")
 
 
-def staff_message(session: Session, profile, patient: Patient, text: str, now: datetime) -> bool:
-    """Queue a staff reply; the chat is (or stays) with reception, so the bot keeps quiet."""
+def take_over(patient: Patient, now: datetime) -> None:
+    """Reception takes the chat (or keeps it): the bot stays quiet; expiry counts from now."""
     if patient.handoff_since is None:
         patient.handoff_since = now
         patient.state, patient.state_data = "handoff", {}
+    patient.handoff_staff_at = now
+
+
+def staff_message(
+    session: Session, profile, patient: Patient, text: str, now: datetime, signature: str = ""
+) -> bool:
+    """Queue a staff reply (signed when `signature` is given); the chat stays with reception."""
+    take_over(patient, now)
     patient.state_data = {**(patient.state_data or {}), "staff_at": now.isoformat()}
+    if signature:
+        text = f"{text}\n\n— {signature}"
     return _outbox(session, now).text(patient, text, purpose="staff")
 
 
@@ -29,6 +39,7 @@ def resolve(session: Session, profile, patient: Patient, now: datetime) -> bool:
     if patient.handoff_since is None:
         return False
     patient.handoff_since = None
+    patient.handoff_staff_at = None
     patient.state, patient.state_data = "idle", {}
     lang = patient.language or profile.language
     text = profile.text("conv_handoff_resolved", lang)

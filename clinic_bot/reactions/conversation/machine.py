@@ -48,9 +48,9 @@ def respond(ctx, patient, event: ev.PatientMessage) -> str:
 
 
 def last_activity(turn: Turn) -> datetime:
-    """The latest of: handoff start, the patient's last message, the last staff reply."""
+    """The latest of: handoff start and the last staff activity (not the patient's messages)."""
     p = turn.patient
-    times = [p.handoff_since, p.last_inbound_at]
+    times = [p.handoff_since, p.handoff_staff_at]
     staff_at = turn.data.get("staff_at")
     if staff_at:
         times.append(datetime.fromisoformat(staff_at))

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from clinic_bot.web.staff import auth, calendar, security, views
+from clinic_bot.web.staff import (
+    actions,
+    auth,
+    broadcasts,
+    calendar,
+    inbox,
+    insights,
+    operations,
+    patients,
+    security,
+    views,
+)
 from clinic_bot.web.staff.blueprint import bp
 
 # The modules whose pages make up the staff UI.
-PAGE_MODULES = (auth, views, calendar)
+PAGE_MODULES = (auth, views, actions, inbox, patients, broadcasts, operations, insights, calendar)
 
 
 def register(app: Flask) -> None:
