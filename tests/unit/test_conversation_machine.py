@@ -252,15 +252,17 @@ def test_a_repeated_prompt_keeps_its_ids_so_the_first_copy_still_works(chat):
     assert chat.patient().state == "time"
 
 
-def test_the_second_miss_is_a_different_reply_and_the_third_hands_over(chat):
+def test_a_miss_lists_the_numbered_options_and_the_second_offers_reception(chat):
     chat.text("hi")
     first = chat.text("??")
     second = chat.text("??")
     third = chat.text("??")
-    assert first[0].text != second[0].text != third[0].text
-    assert second[-1].titles == ["Main menu", "Talk to reception"]
-    assert chat.patient().handoff_since is not None
-    assert chat.text("??") == []
+    assert "1. Book" in first[0].text and "4. Language / Idioma" in first[0].text
+    assert first[0].text != second[0].text
+    assert second[-1].titles == third[-1].titles == ["Main menu", "Talk to reception"]
+    # Only the patient starts a handoff: misses never hand the chat over by themselves.
+    assert chat.patient().handoff_since is None
+    assert chat.text("4")[-1].titles == ["English", "Español"]
 
 
 def test_an_understood_answer_resets_the_miss_count(chat):

@@ -49,23 +49,30 @@ def back(turn: Turn) -> None:
 # ---------------------------------------------------------------------------- menu & language
 
 
+def menu_options(turn: Turn) -> list[Option]:
+    """The main menu's buttons: Book / My appointments / Talk to reception."""
+    return [
+        Option("book", turn.t("menu_book")),
+        Option("appointments", turn.t("menu_appointments")),
+        Option("reception", turn.t("menu_reception")),
+    ]
+
+
+def menu_typed(turn: Turn) -> list[list[str]]:
+    """The menu's choices as they can be typed: its buttons, then Language / Idioma."""
+    opts = [[o.value, o.title] for o in menu_options(turn)]
+    return [*opts, ["language", turn.t("conv_language_row"), "language", "idioma"]]
+
+
 def enter_menu(turn: Turn, **_) -> None:
     """The main menu: Book / My appointments / Talk to reception (Language is typed)."""
     p = turn.patient
     name = p.name or p.push_name
     body = turn.t("menu_body", name_part=f" {name.split()[0]}" if name and name.split() else "")
     turn.data = {"stack": []}
-    turn.prompt(
-        "menu",
-        "buttons",
-        body,
-        [
-            Option("book", turn.t("menu_book")),
-            Option("appointments", turn.t("menu_appointments")),
-            Option("reception", turn.t("menu_reception")),
-        ],
-        footer=turn.t("conv_menu_footer"),
-    )
+    turn.prompt("menu", "buttons", body, menu_options(turn), footer=turn.t("conv_menu_footer"))
+    # Not a button (three is the limit) but a numbered choice the miss reply lists.
+    turn.data["opts"] = menu_typed(turn)
 
 
 def choose_menu(turn: Turn, value: str) -> None:
@@ -131,8 +138,12 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
     options = [
         Option(
             s.id,
-            s.name,
-            _full_if_cut(s.name, turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60))),
+            service_title(turn, s),
+            _full_if_cut(
+                service_title(turn, s),
+                turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60)),
+            ),
+            aliases=(s.name,),
         )
         for s in services[:MAX_LIST_ROWS]
     ]
@@ -144,6 +155,11 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
         label=turn.t("conv_service_label"),
         section=turn.t("conv_service_section"),
     )
+
+
+def service_title(turn: Turn, service) -> str:
+    """A service's name in the patient's language (`service_<id>` text), else its own name."""
+    return turn.profile.texts.get(turn.lang, {}).get(f"service_{service.id}") or service.name
 
 
 def _full_if_cut(name: str, extra: str = "") -> str:
@@ -197,9 +213,137 @@ def no_times(turn: Turn) -> None:
     go(turn, "none")
 
 
+def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> None:
+    """Booking from a typed request: what it named preselected, then its day/time/part."""
+    keep = ("mode", "appt", "appt_v", "service", "practitioner", "day", "stack")
+    if turn.state in BOOKING_STATES:
+        data = {k: turn.data[k] for k in keep if k in turn.data}
+    else:
+        data = {"stack": [], "mode": "book"}
+    if service:
+        data["service"] = service
+    if practitioner:
+        data["practitioner"] = practitioner
+    if when:
+        data["want"] = {
+            "day": when.day.isoformat() if when.day else None,
+            "time": when.time.strftime("%H:%M") if when.time else None,
+            "part": when.part,
+            "week": when.week,
+        }
+        if not practitioner and "practitioner" not in data:
+            data["practitioner"] = "any"
+    turn.data = data
+    turn.state = "service"
+    enter_service(turn)
+
+
+BOOKING_STATES = ("service", "practitioner", "day", "part", "time", "name", "intake", "summary")
+
+
+def _local_time(turn: Turn, slot) -> str:
+    return render.clock(turn.profile, slot.starts_at)
+
+
+def _pick_slot(turn: Turn, slot) -> None:
+    """Take `slot` as the patient's choice and go on (name, intake, then the summary)."""
+    turn.data["day"] = render.local(turn.profile, slot.starts_at).date().isoformat()
+    turn.data["slot"] = {"at": slot.starts_at.isoformat(), "p": slot.practitioner_id}
+    turn.state = "time"
+    go(turn, "picked")
+
+
+def _jump(turn: Turn, want: dict) -> bool:
+    """Go straight to what a typed request asked for; False to show the day list as usual."""
+    today = availability.local_today(turn.now, turn.profile.timezone)
+    last = availability.last_bookable_day(turn.profile, turn.now)
+    wanted_time, part = want.get("time"), want.get("part")
+    if want.get("week") and want.get("day"):
+        monday = date.fromisoformat(want["day"])
+        turn.say("conv_days_from", date=render.day_long(turn.profile, turn.lang, monday))
+        enter_day(turn, arg=(monday - timedelta(days=1)).isoformat())
+        return True
+    if want.get("day"):
+        day = date.fromisoformat(want["day"])
+        label = render.day_long(turn.profile, turn.lang, day)
+        if day < today or day > last:
+            turn.say("conv_day_out_of_range", date=label)
+            return False
+        slots = _free_slots(turn, day)
+        in_part = [s for s in slots if not part or _part(turn, s) == part]
+        if wanted_time:
+            exact = [s for s in slots if _local_time(turn, s) == wanted_time]
+            if exact:
+                _pick_slot(turn, exact[0])
+                return True
+        if in_part or (slots and not part):
+            turn.data["day"] = day.isoformat()
+            if part and in_part:
+                turn.data["part"] = part
+            if wanted_time:
+                turn.say("conv_time_not_free", time=wanted_time, date=label)
+                turn.data["near"] = wanted_time
+            elif part and not in_part:
+                turn.say("conv_part_full", date=label)
+            enter_time(turn)
+            return True
+        if slots:  # free times that day, none in the part asked for
+            turn.say("conv_part_full", date=label)
+            turn.data["day"] = day.isoformat()
+            enter_time(turn)
+            return True
+        turn.say("conv_day_full_nearest", date=label)
+        enter_day(turn, arg=day.isoformat())
+        return True
+    if wanted_time or part:
+        days = availability.days_with_free_slots(
+            turn.session,
+            turn.profile,
+            service_id=turn.data["service"],
+            practitioner_id=_practitioner_filter(turn),
+            now=turn.now,
+            limit=MAX_LIST_ROWS,
+        )
+        for day in days:
+            slots = _free_slots(turn, day)
+            if wanted_time:
+                exact = [s for s in slots if _local_time(turn, s) == wanted_time]
+                if exact:
+                    _pick_slot(turn, exact[0])
+                    return True
+            elif any(_part(turn, s) == part for s in slots):
+                turn.data["day"], turn.data["part"] = day.isoformat(), part
+                enter_time(turn)
+                return True
+        turn.say("conv_time_nowhere", time=wanted_time or turn.t(f"conv_part_{part}"))
+    return False
+
+
+def _part(turn: Turn, slot) -> str:
+    from clinic_bot.domain.understanding.dates import part_of
+
+    return part_of(render.local(turn.profile, slot.starts_at).time())
+
+
+def _day_title(turn: Turn, d: date) -> str:
+    today = availability.local_today(turn.now, turn.profile.timezone)
+    label = render.day_label(turn.profile, turn.lang, d)
+    if d == today:
+        return shorten(f"{turn.t('conv_today')}, {label}", ROW_TITLE)
+    if d == today + timedelta(days=1):
+        return shorten(f"{turn.t('conv_tomorrow')}, {label}", ROW_TITLE)
+    return label
+
+
 def enter_day(turn: Turn, arg=None, **_) -> None:
     """Days with free slots, a page at a time ("Later days" pages on)."""
     turn.state = "day"
+    want = turn.data.pop("want", None)
+    if want and _jump(turn, want):
+        return
+    turn.state = "day"
+    turn.data.pop("part", None)
+    turn.data.pop("near", None)
     after = date.fromisoformat(arg) if arg else None
     days = availability.days_with_free_slots(
         turn.session,
@@ -216,8 +360,13 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
     options = [
         Option(
             d.isoformat(),
-            render.day_label(turn.profile, turn.lang, d),
-            aliases=(d.isoformat(), f"{d.day}/{d.month}", f"{d.day}.{d.month}"),
+            _day_title(turn, d),
+            aliases=(
+                render.day_label(turn.profile, turn.lang, d),
+                d.isoformat(),
+                f"{d.day}/{d.month}",
+                f"{d.day}.{d.month}",
+            ),
         )
         for d in days
     ]
@@ -273,11 +422,22 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
     """Free start times on the chosen day; "Later times" pages on."""
     turn.state = "time"
     after = datetime.fromisoformat(arg) if arg else None
+    part, near = turn.data.get("part"), turn.data.get("near")
     slots = [
         s
         for s in _free_slots(turn, date.fromisoformat(turn.data["day"]))
-        if after is None or s.starts_at > after
+        if (after is None or s.starts_at > after) and (not part or _part(turn, s) == part)
     ]
+    if near and after is None and len(slots) > PAGE:
+        # The times nearest the one asked for, in order of the clock.
+        hh, mm = (int(x) for x in near.split(":"))
+        wanted = hh * 60 + mm
+
+        def distance(s):
+            t = render.local(turn.profile, s.starts_at)
+            return abs(t.hour * 60 + t.minute - wanted)
+
+        slots = sorted(sorted(slots, key=distance)[:PAGE], key=lambda s: s.starts_at)
     if not slots:
         turn.say("conv_day_full")
         go(turn, "gone")
@@ -412,7 +572,7 @@ def _who(turn: Turn, pid: str | None) -> str:
 
 def _service_name(turn: Turn, sid: str | None) -> str:
     service = turn.profile.service(sid) if sid else None
-    return service.name if service else turn.t("conv_service_default")
+    return service_title(turn, service) if service else turn.t("conv_service_default")
 
 
 def enter_summary(turn: Turn, **_) -> None:
@@ -674,9 +834,14 @@ def repeat_or_menu(turn: Turn) -> None:
 
 def enter_handoff(turn: Turn, auto: bool = False, **_) -> None:
     """Hand the chat to reception: the bot stays silent until staff resolve it."""
+    from clinic_bot.reactions.conversation.understand import closed_note
+
     turn.patient.handoff_since = turn.now
-    turn.say("conv_handoff_auto" if auto else "conv_handoff_started")
+    note = closed_note(turn)
+    text = turn.t("conv_handoff_auto" if auto else "conv_handoff_started")
+    turn.ctx.outbox.text(turn.patient, f"{text}\n{note}" if note else text)
     turn.rest("handoff")
+    turn.data["told_closed"] = bool(note)
 
 
 def enter_idle(turn: Turn, **_) -> None:

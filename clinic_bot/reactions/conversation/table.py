@@ -8,7 +8,7 @@ and `steps.go` looks the next state up here, so this table is the flow, not a co
 from __future__ import annotations
 
 # States that wait for no particular answer: any message from there shows the menu.
-RESTING = ("idle", "booked", "confirmed", "cancelled", "kept")
+RESTING = ("idle", "booked", "confirmed", "cancelled", "kept", "wrong_number")
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     "idle": {"message": "menu"},
@@ -46,8 +46,11 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "confirmed": {"message": "menu"},
     "cancelled": {"message": "menu"},
     "kept": {"message": "menu"},
-    # Talk to reception: the bot is silent until staff resolve it or it idles out.
-    "handoff": {"resolved": "idle", "expired": "menu"},
+    # "Wrong number": an apology and the STOP hint, then silence until spoken to.
+    "wrong_number": {"message": "menu"},
+    # Talk to reception: the bot leaves the chat to staff until they resolve it, it idles
+    # out, or the patient types MENU; appointment taps (reminders) are still answered.
+    "handoff": {"resolved": "idle", "expired": "menu", "menu": "menu"},
 }
 
 # Understood at every prompt, typed or tapped; "back" returns to the previous prompt.
