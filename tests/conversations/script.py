@@ -16,7 +16,7 @@ from sqlalchemy import select
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain import availability, booking
 from clinic_bot.domain.patients import get_or_create_patient
-from clinic_bot.models import Appointment, Patient
+from clinic_bot.models import Appointment, Patient, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import handoff, words
 from clinic_bot.sandbox.gateway import _check_interactive
@@ -80,6 +80,8 @@ class Runner:
 
     def setup(self) -> None:
         cfg = self.script.get("setup", {})
+        if cfg.get("phone"):
+            self.chat.phone = cfg["phone"]
         self.clock.set(START + timedelta(minutes=cfg.get("minutes_after_start", 0)))
         now = self.clock()
         with self.runtime.db.transaction() as s:
@@ -216,6 +218,15 @@ class Runner:
             elif key == "appointment_version":
                 got = self.appointments(active_only=False)[0].version
                 assert got == want, f"{where}: version {got}"
+            elif key == "alerts":
+                with self.runtime.db.Session() as s:
+                    kinds = [
+                        a.kind
+                        for a in s.execute(
+                            select(StaffAlert).where(StaffAlert.patient_id == patient.id)
+                        ).scalars()
+                    ]
+                assert kinds == want, f"{where}: alerts {kinds}"
             elif key == "document":
                 docs = [m for m in sent if m.kind == "document"]
                 assert docs and docs[0].body["mime_type"] == "text/calendar", where

@@ -49,10 +49,13 @@ def match(text: str, vocabulary: dict[str, list[str]]) -> str | None:
     norm = words_only(text)
     if not norm:
         return "thanks" if any(c in THANKS_EMOJI for c in text) and "thanks" in vocabulary else None
-    best, best_score = None, 0.0
+    # The longest phrase that fits wins ("cancel my appointment" over "my appointment"),
+    # a typo costing its share: weight = letters matched x closeness.
+    best, best_weight = None, 0.0
     for intent, forms in vocabulary.items():
         for phrase in forms:
             s = score(norm, phrase)
-            if s > best_score:
-                best, best_score = intent, s
+            weight = len(phrase) * min(s, 100.0) / 100 + (0.01 if s > 100 else 0.0)
+            if s and weight > best_weight:
+                best, best_weight = intent, weight
     return best

@@ -63,7 +63,7 @@ def _is_text(event) -> bool:
 def _detect_language(turn: Turn, text: str) -> None:
     """A first message decides the patient's language (when it is one the clinic speaks)."""
     code = language.detect(text, turn.profile.languages, turn.patient.phone)
-    if code and code != turn.lang:
+    if code:
         steps.set_language(turn, code)
 
 

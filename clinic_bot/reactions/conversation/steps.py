@@ -225,8 +225,10 @@ def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> 
     if practitioner:
         data["practitioner"] = practitioner
     if when:
+        # A time typed at the time step means that day ("16:30" on the list of Wednesday).
+        same_day = turn.state == "time" and not when.day and not when.week
         data["want"] = {
-            "day": when.day.isoformat() if when.day else None,
+            "day": when.day.isoformat() if when.day else (data.get("day") if same_day else None),
             "time": when.time.strftime("%H:%M") if when.time else None,
             "part": when.part,
             "week": when.week,
