@@ -102,16 +102,43 @@ _PART_WORDS = {
     },
 }
 _NEXT_WEEK = {
-    "en": ("next week", "the week after", "later this month"),
+    "en": ("next week", "the week after"),
     "es": ("la semana que viene", "la proxima semana", "semana que viene", "proxima semana"),
 }
 _NUMBERS = {
-    "en": "one two three four five six seven eight nine ten eleven twelve".split(),
-    "es": "una dos tres cuatro cinco seis siete ocho nueve diez once doce".split(),
+    "en": [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+    ],
+    "es": [
+        "una",
+        "dos",
+        "tres",
+        "cuatro",
+        "cinco",
+        "seis",
+        "siete",
+        "ocho",
+        "nueve",
+        "diez",
+        "once",
+        "doce",
+    ],
 }
 _MONTHS = {
     "en": "january february march april may june july august september october november december",
-    "es": "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre",
+    "es": "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre "
+    "diciembre",
 }
 _MONTH_SHORT = {
     "en": "jan feb mar apr jun jul aug sep sept oct nov dec",
@@ -123,7 +150,9 @@ _AT = {
 }
 _ORDINAL = r"(?:st|nd|rd|th|o|a|º|ª)?"
 
-_HHMM = re.compile(r"(?<![\d/.\-])(\d{1,2})\s*(?::|h|\.)\s*(\d{2})(?:\s*(?:h|hs|hrs|uhr))?(?![\d/])")
+_HHMM = re.compile(
+    r"(?<![\d/.\-])(\d{1,2})\s*(?::|h|\.)\s*(\d{2})(?:\s*(?:h|hs|hrs|uhr))?(?![\d/])"
+)
 _AMPM = re.compile(r"(?<![\d:/.])(\d{1,2})(?::(\d{2}))?\s*([ap])\.?\s?m\b\.?")
 _HOURS = re.compile(r"(?<![\d:/.])(\d{1,2})\s*(?:h|hs|hrs|uhr|horas|o ?clock)(?![\w])")
 _NUMERIC_DATE = re.compile(r"(?<![\d:])(\d{1,2})([/.\-])(\d{1,2})(?:\2(\d{2}|\d{4}))?(?![\d:])")
@@ -280,11 +309,9 @@ def _time_words(s: str, lang: str) -> tuple[_Hour, str] | None:
 def _resolve_hour(h: _Hour, part: str | None) -> dtime:
     """'at 3' in a clinic means 15:00; 'at 9' 09:00; a part of day decides when given."""
     hour = h.hour
-    if h.loose and hour < 12:
-        if part in ("afternoon", "evening"):
-            hour += 12
-        elif part != "morning" and hour < 8:
-            hour += 12
+    evening = part in ("afternoon", "evening") or (part != "morning" and hour < 8)
+    if h.loose and hour < 12 and evening:
+        hour += 12
     return dtime(hour % 24, h.minute)
 
 
@@ -295,9 +322,7 @@ def _cut(s: str, m: re.Match) -> str:
 # ---------------------------------------------------------------------------- days
 
 
-def _take_day(
-    s: str, lang: str, today: date, order: str, tz: str
-) -> tuple[date | None, bool, str]:
+def _take_day(s: str, lang: str, today: date, order: str, tz: str) -> tuple[date | None, bool, str]:
     for phrase in _NEXT_WEEK.get(lang, ()):
         if f" {phrase} " in s:
             monday = today + timedelta(days=7 - today.weekday())
@@ -337,12 +362,16 @@ def _month_date(s: str, lang: str, today: date, order: str, tz: str):
         return None
     names = _word_re(months)
     patterns = (
-        rf"\s(?:the\s|el\s|el dia\s)?(\d{{1,2}}){_ORDINAL}\s+(?:of\s+|de\s+)?({names})\.?(?:\s+(?:de\s+)?(\d{{4}}))?(?=\s)",
+        rf"\s(?:the\s|el\s|el dia\s)?(\d{{1,2}}){_ORDINAL}\s+(?:of\s+|de\s+)?({names})\.?"
+        rf"(?:\s+(?:de\s+)?(\d{{4}}))?(?=\s)",
         rf"\s({names})\.?\s+(?:the\s)?(\d{{1,2}}){_ORDINAL}(?:,?\s+(\d{{4}}))?(?=\s)",
     )
-    for pattern in patterns:
+    for n, pattern in enumerate(patterns):
         if m := re.search(pattern, s):
-            day = _dateparser_day(m.group(0).strip(), lang, today, order, tz)
+            # Only the date itself goes to dateparser ("el 1 de febrero" -> "1 febrero").
+            dom, month = (m.group(1), m.group(2)) if n == 0 else (m.group(2), m.group(1))
+            fragment = " ".join(x for x in (dom, month, m.group(3)) if x)
+            day = _dateparser_day(fragment, lang, today, order, tz)
             if day is not None:
                 return day, _cut(s, m)
     return None
@@ -384,7 +413,7 @@ def _dateparser_day(fragment: str, lang: str, today: date, order: str, tz: str) 
     if parsed is None:
         return None
     day = parsed
-    explicit_year = re.search(r"\d{4}|[/.\-]\d{2}$", fragment)
+    explicit_year = re.search(r"\d{4}|\d[/.\-]\d{1,2}[/.\-]\d{2}", fragment)
     if day < today and not explicit_year:
         try:
             day = day.replace(year=day.year + 1)
@@ -397,10 +426,10 @@ def _dateparser_day(fragment: str, lang: str, today: date, order: str, tz: str) 
 def _dateparser_parse(fragment: str, lang: str, today: str, order: str, tz: str) -> date | None:
     import dateparser  # imported on first use: loading its language data takes a moment
 
-    base = datetime.combine(date.fromisoformat(today), dtime(12, 0))
+    base = datetime.combine(date.fromisoformat(today), dtime(0, 0))
     settings = {
         "DATE_ORDER": order,
-        "PREFER_DATES_FROM": "future",
+        "PREFER_DATES_FROM": "current_period",  # a past date rolls a year on, below
         "RELATIVE_BASE": base,
         "REQUIRE_PARTS": ["day", "month"],
         "TIMEZONE": tz,

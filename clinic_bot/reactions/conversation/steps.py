@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from clinic_bot.adapters.ical.export import appointment_invitation
-from clinic_bot.domain import availability, booking
+from clinic_bot.domain import availability, booking, opening
 from clinic_bot.domain.messages import (
     BUTTON_TITLE,
     MAX_BUTTONS,
@@ -836,14 +836,20 @@ def repeat_or_menu(turn: Turn) -> None:
 
 def enter_handoff(turn: Turn, auto: bool = False, **_) -> None:
     """Hand the chat to reception: the bot stays silent until staff resolve it."""
-    from clinic_bot.reactions.conversation.understand import closed_note
-
     turn.patient.handoff_since = turn.now
     note = closed_note(turn)
     text = turn.t("conv_handoff_auto" if auto else "conv_handoff_started")
     turn.ctx.outbox.text(turn.patient, f"{text}\n{note}" if note else text)
     turn.rest("handoff")
     turn.data["told_closed"] = bool(note)
+
+
+def closed_note(turn: Turn) -> str:
+    """'' while the clinic is open, else when reception will answer."""
+    opens = opening.next_opening(turn.profile, turn.now)
+    if opens is None or opens == turn.now:
+        return ""
+    return turn.t("conv_reception_closed", when=render.when(turn.profile, turn.lang, opens))
 
 
 def enter_idle(turn: Turn, **_) -> None:

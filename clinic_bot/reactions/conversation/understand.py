@@ -7,7 +7,7 @@ summary with its Confirm button always comes first.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import quote_plus
 
 from sqlalchemy import select
@@ -53,7 +53,9 @@ def vocabulary(profile, lang: str) -> dict[str, list[str]]:
 def date_order(profile) -> str:
     """DMY or MDY from the clinic's locale (its phone's country unless configured)."""
     configured = getattr(profile, "date_order", None)
-    return dates.date_order_for(phone_region("".join(c for c in profile.phone if c.isdigit())), configured)
+    return dates.date_order_for(
+        phone_region("".join(c for c in profile.phone if c.isdigit())), configured
+    )
 
 
 def when_of(turn: Turn, text: str) -> dates.When:
@@ -199,7 +201,9 @@ def running_late(turn: Turn) -> str:
         way_on(turn)
         return "late: no appointment soon"
     turn.session.add(
-        StaffAlert(patient_id=turn.patient.id, appointment_id=appt.id, kind="running_late", created_at=now)
+        StaffAlert(
+            patient_id=turn.patient.id, appointment_id=appt.id, kind="running_late", created_at=now
+        )
     )
     turn.say("conv_late_ack", when=render.when(turn.profile, turn.lang, appt.starts_at))
     if turn.state not in RESTING and turn.data.get("prompt"):
@@ -219,9 +223,4 @@ def alert(turn: Turn, kind: str, appointment_id: int | None = None) -> None:
     )
 
 
-def closed_note(turn: Turn) -> str:
-    """'' while the clinic is open, else when reception will answer."""
-    opens: datetime | None = opening.next_opening(turn.profile, turn.now)
-    if opens is None or opens == turn.now:
-        return ""
-    return turn.t("conv_reception_closed", when=render.when(turn.profile, turn.lang, opens))
+closed_note = steps.closed_note
