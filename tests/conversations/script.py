@@ -71,9 +71,9 @@ def first_free_slot(session, profile, now, days_ahead: int = 1):
 class Runner:
     """Plays a script against a runtime whose clock is a FakeClock."""
 
-    def __init__(self, runtime, clock, script: dict):
+    def __init__(self, runtime, clock, script: dict, chat: Chat | None = None):
         self.runtime, self.clock, self.script = runtime, clock, script
-        self.chat = Chat(runtime)
+        self.chat = chat or Chat(runtime)
         self.step: list = []
 
     # ------------------------------------------------------------------ setup
@@ -155,7 +155,8 @@ class Runner:
         with self.runtime.db.transaction() as s:
             p = s.execute(select(Patient).where(Patient.phone == self.chat.phone)).scalar_one()
             fn(s, p)
-        return self.chat.new_messages()
+        flush = getattr(self.chat, "flush", None)  # over HTTP: the relay sends it first
+        return flush() if flush else self.chat.new_messages()
 
     def _rival_takes(self) -> None:
         """Another patient books the slot on this patient's summary (a lost race)."""
