@@ -66,10 +66,21 @@ def test_the_table_prints_one_line_per_transition():
 
 def test_booking_follows_the_path_of_the_issue():
     path, state = [], "menu"
-    for event in ("book", "skip", "skip", "picked", "picked", "skip", "skip", "confirm"):
+    events = ("book", "skip", "skip", "picked", "skip", "picked", "skip", "skip", "confirm")
+    for event in events:
         state = next_state(state, event)
         path.append(state)
-    assert path == ["service", "practitioner", "day", "time", "name", "intake", "summary", "booked"]
+    assert path == [
+        "service",
+        "practitioner",
+        "day",
+        "part",
+        "time",
+        "name",
+        "intake",
+        "summary",
+        "booked",
+    ]
 
 
 def test_an_unknown_transition_is_an_error_not_a_guess():
@@ -197,7 +208,8 @@ def test_with_two_practitioners_any_is_offered_first_and_slots_name_who(runtime,
     assert all(len(t) <= bodies.ROW_TITLE for t in who.titles)
     assert who.titles[2].endswith("…")
     chat.choose("Anyone available")
-    [times] = chat.choose(1)
+    chat.choose(2)
+    [times] = chat.choose("Morning")
     assert times.body["action"]["list"]["sections"][0]["rows"][0]["description"] == "Dr. Lee"
 
 
@@ -227,11 +239,11 @@ def test_a_prompt_tap_is_only_valid_while_its_prompt_is_current(chat):
     chat.text("hi")
     chat.choose("Book")
     days = chat.last_interactive()
-    chat.choose(1)
+    chat.choose(2)
     before = chat.patient().state_data.get("slot")
-    out = chat.choose(2, days)
+    out = chat.choose(3, days)
     assert "earlier message" in out[0].text
-    assert chat.patient().state == "time" and before is None
+    assert chat.patient().state == "part" and before is None
 
 
 def test_a_value_not_offered_on_the_current_prompt_is_refused(chat):
@@ -248,8 +260,8 @@ def test_a_repeated_prompt_keeps_its_ids_so_the_first_copy_still_works(chat):
     [days] = chat.choose("Book")
     repeat = chat.media("voice")[-1]
     assert repeat.choices == days.choices
-    chat.choose(1, days)
-    assert chat.patient().state == "time"
+    chat.choose(2, days)
+    assert chat.patient().state == "part"
 
 
 def test_a_miss_lists_the_numbered_options_and_the_second_offers_reception(chat):
@@ -269,9 +281,9 @@ def test_an_understood_answer_resets_the_miss_count(chat):
     chat.text("hi")
     chat.choose("Book")
     chat.text("??")
-    chat.choose(1)
+    chat.choose(2)
     out = chat.text("??")
-    assert out[-1].kind == "list" and chat.patient().state_data["misses"] == 1
+    assert out[-1].kind == "buttons" and chat.patient().state_data["misses"] == 1
 
 
 def test_idle_reset_starts_at_the_menu_but_a_reminder_tap_still_works(runtime, clock):
@@ -306,16 +318,14 @@ def test_another_patients_appointment_cannot_be_touched(runtime, clock):
 def test_name_and_intake_are_stored_on_the_patient_and_not_asked_again(chat):
     chat.text("hi")
     chat.choose("Book")
-    chat.choose(1)
-    chat.choose(1)
+    chat.choose("Next available")
     chat.text("  Ana   Lopez ")
     chat.choose("New symptoms")
     chat.choose("Cancel")
     p = chat.patient()
     assert p.name == "Ana Lopez" and p.intake == {"reason": "symptoms"}
     chat.choose("Book")
-    chat.choose(1)
-    [summary] = chat.choose(1)
+    [summary] = chat.choose("Next available")
     assert summary.titles == ["Confirm", "Change", "Cancel"]
 
 
@@ -351,7 +361,8 @@ def test_two_patients_confirming_the_same_slot_at_once_book_it_once(runtime, clo
     for c in chats:
         c.text("hi")
         c.choose("Book")
-        c.choose(1)
+        c.choose(2)
+        c.choose("Morning")
         c.choose("11:00")
         c.text("Ana")
         c.choose("Routine check")

@@ -226,7 +226,7 @@ def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> 
         data["practitioner"] = practitioner
     if when:
         # A time typed at the time step means that day ("16:30" on the list of Wednesday).
-        same_day = turn.state == "time" and not when.day and not when.week
+        same_day = turn.state in ("time", "part") and not when.day and not when.week
         data["want"] = {
             "day": when.day.isoformat() if when.day else (data.get("day") if same_day else None),
             "time": when.time.strftime("%H:%M") if when.time else None,
@@ -372,10 +372,13 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
         )
         for d in days
     ]
-    if len(options) == MAX_LIST_ROWS:
-        options = options[:PAGE]
-        turn.data["day_next"] = days[PAGE - 1].isoformat()
+    first = [] if arg else [Option("next", turn.t("conv_next_available"), _first_free(turn, days))]
+    room = MAX_LIST_ROWS - len(first)
+    if len(options) > room:
+        options = options[: room - 1]
+        turn.data["day_next"] = days[room - 2].isoformat()
         options.append(Option("more", turn.t("conv_later_days"), aliases=("more", "mas")))
+    options = first + options
     turn.prompt(
         "day",
         "list",
@@ -387,11 +390,57 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
     )
 
 
+def _first_free(turn: Turn, days: list[date]) -> str:
+    """The description of "Next available": when it is ('Tue 24 Nov 11:00')."""
+    slots = _free_slots(turn, days[0]) if days else []
+    return render.when_short(turn.profile, turn.lang, slots[0].starts_at) if slots else ""
+
+
 def choose_day(turn: Turn, value: str) -> None:
     if value == "more":
         go(turn, "more", arg=turn.data.get("day_next"))
         return
+    if value == "next":
+        days = availability.days_with_free_slots(
+            turn.session,
+            turn.profile,
+            service_id=turn.data["service"],
+            practitioner_id=_practitioner_filter(turn),
+            now=turn.now,
+            limit=1,
+        )
+        slots = _free_slots(turn, days[0]) if days else []
+        if not slots:
+            no_times(turn)
+            return
+        _pick_slot(turn, slots[0])
+        return
     turn.data["day"] = value
+    go(turn, "picked")
+
+
+def enter_part(turn: Turn, again: bool = False, **_) -> None:
+    """Morning / Afternoon / Evening, when the day has more free times than a list holds."""
+    turn.state = "part"
+    turn.data.pop("part", None)
+    turn.data.pop("near", None)
+    slots = _free_slots(turn, date.fromisoformat(turn.data["day"]))
+    present = {_part(turn, s) for s in slots}
+    parts = [p for p in ("morning", "afternoon", "evening") if p in present]
+    if len(slots) <= MAX_LIST_ROWS or len(parts) < 2:
+        go(turn, "skip")
+        return
+    day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
+    turn.prompt(
+        "part",
+        "buttons",
+        turn.t("conv_part_ask", date=day),
+        [Option(p, turn.t(f"conv_part_button_{p}"), aliases=(p,)) for p in parts],
+    )
+
+
+def choose_part(turn: Turn, value: str) -> None:
+    turn.data["part"] = value
     go(turn, "picked")
 
 
@@ -423,13 +472,19 @@ def _free_slots(turn: Turn, day: date):
 def enter_time(turn: Turn, arg=None, **_) -> None:
     """Free start times on the chosen day; "Later times" pages on."""
     turn.state = "time"
-    after = datetime.fromisoformat(arg) if arg else None
+    before = datetime.fromisoformat(arg[1:]) if arg and arg.startswith("<") else None
+    after = datetime.fromisoformat(arg) if arg and not before else None
     part, near = turn.data.get("part"), turn.data.get("near")
-    slots = [
+    day_slots = [
         s
         for s in _free_slots(turn, date.fromisoformat(turn.data["day"]))
-        if (after is None or s.starts_at > after) and (not part or _part(turn, s) == part)
+        if not part or _part(turn, s) == part
     ]
+    slots = [s for s in day_slots if after is None or s.starts_at > after]
+    if before is not None:
+        earlier_ones = [s for s in day_slots if s.starts_at < before]
+        slots = earlier_ones[-(PAGE - 1) :] if len(earlier_ones) > PAGE else earlier_ones
+        slots += [s for s in day_slots if s.starts_at >= before]
     if near and after is None and len(slots) > PAGE:
         # The times nearest the one asked for, in order of the clock.
         hh, mm = (int(x) for x in near.split(":"))
@@ -460,10 +515,18 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
                 aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
             )
         )
-    if len(slots) > MAX_LIST_ROWS:
-        options = options[:PAGE]
-        turn.data["time_next"] = slots[PAGE - 1].starts_at.isoformat()
+    has_earlier = bool(slots) and any(s.starts_at < slots[0].starts_at for s in day_slots)
+    room = MAX_LIST_ROWS - (1 if has_earlier else 0)
+    if len(slots) > room:
+        options = options[: room - 1]
+        turn.data["time_next"] = slots[room - 2].starts_at.isoformat()
         options.append(Option("more", turn.t("conv_later_times"), aliases=("more", "mas")))
+    else:
+        options = options[:room]
+    if has_earlier:
+        turn.data["time_prev"] = "<" + slots[0].starts_at.isoformat()
+        earlier = Option("earlier", turn.t("conv_earlier_times"), aliases=("earlier", "antes"))
+        options = [earlier, *options]
     day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
     turn.prompt(
         "time",
@@ -479,6 +542,9 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
 def choose_time(turn: Turn, value: str) -> None:
     if value == "more":
         go(turn, "more", arg=turn.data.get("time_next"))
+        return
+    if value == "earlier":
+        go(turn, "more", arg=turn.data.get("time_prev"))
         return
     starts_at, pid = parse_slot_value(value)
     turn.data["slot"] = {"at": starts_at.isoformat(), "p": pid}
@@ -863,6 +929,7 @@ ENTER = {
     "service": enter_service,
     "practitioner": enter_practitioner,
     "day": enter_day,
+    "part": enter_part,
     "time": enter_time,
     "name": enter_name,
     "intake": enter_intake,
@@ -880,6 +947,7 @@ CHOOSE = {
     "service": choose_service,
     "practitioner": choose_practitioner,
     "day": choose_day,
+    "part": choose_part,
     "time": choose_time,
     "intake": choose_intake,
     "summary": choose_summary,

@@ -22,7 +22,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Booking (and rescheduling, which re-enters at "service" with the service known).
     "service": {"picked": "practitioner", "skip": "practitioner"},
     "practitioner": {"picked": "day", "skip": "day"},
-    "day": {"picked": "time", "more": "day", "none": "menu"},
+    "day": {"picked": "part", "more": "day", "none": "menu"},
+    # Morning / Afternoon / Evening, only when the day has more times than a list holds.
+    "part": {"picked": "time", "skip": "time"},
     "time": {"picked": "name", "more": "time", "gone": "day"},
     "name": {"answered": "intake", "skip": "intake"},
     "intake": {"answered": "intake", "skip": "summary"},
