@@ -82,6 +82,8 @@ class Runner:
         cfg = self.script.get("setup", {})
         if cfg.get("phone"):
             self.chat.phone = cfg["phone"]
+        for key, value in cfg.get("profile", {}).items():
+            setattr(self.runtime.profile, key, value)  # a profile switch this script needs
         self.clock.set(START + timedelta(minutes=cfg.get("minutes_after_start", 0)))
         now = self.clock()
         with self.runtime.db.transaction() as s:
@@ -228,6 +230,9 @@ class Runner:
                         ).scalars()
                     ]
                 assert kinds == want, f"{where}: alerts {kinds}"
+            elif key == "visit_reason":
+                got = self.appointments(active_only=False)[-1].visit_reason
+                assert got == want, f"{where}: visit_reason {got!r}"
             elif key == "document":
                 docs = [m for m in sent if m.kind == "document"]
                 assert docs and docs[0].body["mime_type"] == "text/calendar", where

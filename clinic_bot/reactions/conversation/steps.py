@@ -577,8 +577,13 @@ def answer_name(turn: Turn, text: str) -> bool:
     return True
 
 
+def per_visit(turn: Turn) -> bool:
+    """Profile switch `intake_per_visit`: the questions are asked at every booking."""
+    return bool(getattr(turn.profile, "intake_per_visit", False))
+
+
 def _pending_question(turn: Turn):
-    answered = turn.patient.intake or {}
+    answered = turn.data.get("answers", {}) if per_visit(turn) else (turn.patient.intake or {})
     return next((q for q in turn.profile.intake if q.id not in answered), None)
 
 
@@ -618,7 +623,27 @@ def enter_intake(turn: Turn, arg=None, again: bool = False, **_) -> None:
 
 def _store_answer(turn: Turn, value: str) -> None:
     turn.patient.intake = {**(turn.patient.intake or {}), turn.data["q"]: value}
+    if per_visit(turn):
+        turn.data["answers"] = {**turn.data.get("answers", {}), turn.data["q"]: value}
     go(turn, "answered")
+
+
+def visit_reason(turn: Turn) -> str | None:
+    """This booking's intake answers for staff, in the clinic's language (per-visit only)."""
+    answers = turn.data.get("answers") or {}
+    if not per_visit(turn) or not answers:
+        return None
+    lang = turn.profile.language
+    lines = []
+    for q in turn.profile.intake:
+        if q.id not in answers:
+            continue
+        value = answers[q.id]
+        option = next((o for o in q.options if o["id"] == value), None)
+        if option:
+            value = option["title"].get(lang) or next(iter(option["title"].values()))
+        lines.append(value if len(turn.profile.intake) == 1 else f"{q.id}: {value}")
+    return "\n".join(lines)[:INTAKE_TEXT_MAX * 2]
 
 
 def choose_intake(turn: Turn, value: str) -> None:
@@ -711,6 +736,7 @@ def place(turn: Turn) -> None:
                 starts_at=at,
                 now=turn.now,
             )
+            appt.visit_reason = visit_reason(turn)
             go(turn, "confirm", appt=appt)
     except booking.SlotTaken:
         turn.say("conv_slot_taken")
