@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -398,3 +398,36 @@ def test_a_language_the_profile_has_no_texts_for_is_not_switched_to(runtime, clo
     out = chat.text("español")
     assert chat.patient().language is None
     assert "did not understand" in out[0].text
+
+
+def _ics(message):
+    import base64
+
+    import icalendar
+
+    data = base64.b64decode(message.body["media"].split("base64,", 1)[1])
+    cal = icalendar.Calendar.from_ical(data)
+    return cal, next(iter(cal.walk("VEVENT")))
+
+
+def test_the_invitation_names_clinic_and_practitioner_and_the_cancel_removes_it(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    chat.choose("Next available")
+    chat.text("Ana Lopez")
+    chat.choose("Routine check")
+    booked = chat.choose("Confirm")
+    cal, event = _ics(next(m for m in booked if m.kind == "document"))
+    assert str(cal["method"]) == "REQUEST"
+    assert event["organizer"].params["cn"] == "Sunrise Family Clinic"
+    assert event["attendee"].params["cn"] == "Dr. Lee"
+    [alarm] = event.walk("VALARM")
+    assert alarm.decoded("trigger") == -timedelta(hours=24)  # the first reminder offset
+    chat.text("menu")
+    chat.choose("My appointments")
+    chat.choose("Cancel appointment")
+    cancelled = chat.choose("Yes, cancel it")
+    cal2, event2 = _ics(next(m for m in cancelled if m.kind == "document"))
+    assert str(cal2["method"]) == "CANCEL" and str(event2["status"]) == "CANCELLED"
+    assert str(event2["uid"]) == str(event["uid"])
+    assert int(event2["sequence"]) > int(event["sequence"])

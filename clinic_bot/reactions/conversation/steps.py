@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from clinic_bot.adapters.ical.export import appointment_invitation
+from clinic_bot.adapters.ical.export import appointment_cancellation, appointment_invitation
 from clinic_bot.domain import availability, booking, opening
 from clinic_bot.domain.messages import (
     BUTTON_TITLE,
@@ -643,7 +643,7 @@ def visit_reason(turn: Turn) -> str | None:
         if option:
             value = option["title"].get(lang) or next(iter(option["title"].values()))
         lines.append(value if len(turn.profile.intake) == 1 else f"{q.id}: {value}")
-    return "\n".join(lines)[:INTAKE_TEXT_MAX * 2]
+    return "\n".join(lines)[: INTAKE_TEXT_MAX * 2]
 
 
 def choose_intake(turn: Turn, value: str) -> None:
@@ -900,6 +900,13 @@ def choose_cancel_confirm(turn: Turn, value: str) -> None:
     if value == "yes":
         booking.cancel(turn.session, appt, now=turn.now)
         turn.say("conv_appt_cancelled", when=render.when(turn.profile, turn.lang, appt.starts_at))
+        turn.ctx.outbox.document(
+            turn.patient,
+            appointment_cancellation(appt, turn.profile),
+            turn.t("conv_ics_filename"),
+            "text/calendar",
+            turn.t("conv_ics_cancel_caption"),
+        )
     else:
         turn.say("conv_appt_kept")
     turn.rest(next_state("cancel_confirm", value))
