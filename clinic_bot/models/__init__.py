@@ -3,7 +3,7 @@
 from clinic_bot.models.appointments import Appointment, PractitionerLock
 from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
 from clinic_bot.models.calendar import BusyBlock, ImportedEvent
-from clinic_bot.models.conversation import StaffAlert
+from clinic_bot.models.conversation import StaffAlert, WaitlistEntry, WaitlistOffer
 from clinic_bot.models.core import (
     ApiToken,
     GatewayState,
@@ -30,4 +30,6 @@ __all__ = [
     "SandboxMessage",
     "StaffAlert",
     "StaffUser",
+    "WaitlistEntry",
+    "WaitlistOffer",
 ]

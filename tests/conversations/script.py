@@ -20,12 +20,14 @@ from clinic_bot.models import Appointment, Patient, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import handoff, words
 from clinic_bot.sandbox.gateway import _check_interactive
+from clinic_bot.schedules import waitlist
 
 from .chat import Chat, Sent
 
 HERE = Path(__file__).parent
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Berlin
 RIVAL = "4915199999999"
+FILLER = "4916000"  # the other patients who fill a day
 
 
 def load_corpus() -> list[dict]:
@@ -91,6 +93,9 @@ class Runner:
             p.name = cfg.get("name")
             p.language = cfg.get("language")
             p.intake = cfg.get("intake", {})
+            today = availability.local_today(now, self.runtime.profile.timezone)
+            for days_ahead in cfg.get("full_days", []):
+                self._fill(s, today + timedelta(days=days_ahead), now)
             for days_ahead in cfg.get("appointments", []):
                 slot = first_free_slot(s, self.runtime.profile, now, days_ahead)
                 booking.book(
@@ -102,6 +107,43 @@ class Runner:
                     starts_at=slot.starts_at,
                     now=now,
                 )
+
+    def _fill(self, s, day, now) -> None:
+        """Other patients take every free time of `day` (a full day to wait for)."""
+        profile = self.runtime.profile
+        for i in range(200):
+            slots = availability.free_slots(
+                s,
+                profile,
+                service_id=profile.services[0].id,
+                practitioner_id=None,
+                day=day,
+                now=now,
+            )
+            if not slots:
+                return
+            other = get_or_create_patient(s, f"{FILLER}{i:05d}", now)
+            booking.book(
+                s,
+                profile,
+                patient=other,
+                service_id=profile.services[0].id,
+                practitioner_id=slots[0].practitioner_id,
+                starts_at=slots[0].starts_at,
+                now=now,
+            )
+
+    def _free_one(self) -> None:
+        """One of the other patients cancels (their first visit), freeing a time."""
+        with self.runtime.db.transaction() as s:
+            appt = s.execute(
+                select(Appointment)
+                .join(Patient, Patient.id == Appointment.patient_id)
+                .where(Patient.phone.like(f"{FILLER}%"), Appointment.status.in_(ACTIVE_STATUSES))
+                .order_by(Appointment.starts_at)
+                .limit(1)
+            ).scalar_one()
+            booking.cancel(s, appt, now=self.clock())
 
     # ------------------------------------------------------------------ actions
 
@@ -151,6 +193,12 @@ class Runner:
         if action == "rival_takes":
             self._rival_takes()
             return []
+        if action in ("free_one", "waitlist_tick"):
+            if action == "free_one":
+                self._free_one()
+            waitlist.tick(self.runtime)
+            flush = getattr(self.chat, "flush", None)
+            return flush() if flush else self.chat.new_messages()
         raise AssertionError(f"unknown action {action!r}")
 
     def _reception(self, fn) -> list[Sent]:

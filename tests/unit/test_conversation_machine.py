@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain.profile import parse_profile
-from clinic_bot.reactions.conversation import ids, steps, words
+from clinic_bot.reactions.conversation import ids, steps, waitlist, words
 from clinic_bot.reactions.conversation.table import (
     RESTING,
     STATES,
@@ -47,7 +47,8 @@ def test_every_state_that_asks_has_code_to_enter_and_to_answer_it():
             continue
         assert state in steps.ENTER, state
         if state != "handoff":
-            assert state in steps.CHOOSE or state in steps.ANSWER_TEXT, state
+            answers = {**steps.CHOOSE, **waitlist.CHOOSE, **steps.ANSWER_TEXT}
+            assert state in answers, state
 
 
 def test_every_target_of_the_table_can_be_entered_or_rests():

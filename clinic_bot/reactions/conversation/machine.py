@@ -20,7 +20,7 @@ from datetime import datetime
 from clinic_bot.domain import events as ev
 from clinic_bot.domain.messages import Button
 from clinic_bot.domain.understanding import language
-from clinic_bot.reactions.conversation import ids, steps, understand, words
+from clinic_bot.reactions.conversation import ids, steps, understand, waitlist, words
 from clinic_bot.reactions.conversation.table import RESTING
 from clinic_bot.reactions.conversation.turn import Option, Turn
 
@@ -83,6 +83,9 @@ def _during_handoff(turn: Turn, event: ev.PatientMessage) -> str:
     raw = getattr(event, "button_id", None) or getattr(event, "row_id", None)
     tap = ids.parse(raw) if raw else None
     text = event.text if isinstance(event, ev.TextReceived) else ""
+    if isinstance(tap, ids.WaitlistTap):
+        _end_handoff(turn)  # a booking through the bot: the patient is back with it
+        return f"handoff: {waitlist.answer(turn, tap.offer_id, tap.action)}"
     if isinstance(tap, ids.ApptTap):
         kept = dict(turn.data)
         outcome = _tap(turn, raw)
@@ -170,6 +173,9 @@ def _tap(turn: Turn, raw: str) -> str:
         turn.data["misses"] = 0
         steps.appointment_action(turn, appt, tap.action)
         return f"appointment {tap.action}"
+    if isinstance(tap, ids.WaitlistTap):
+        turn.data["misses"] = 0
+        return waitlist.answer(turn, tap.offer_id, tap.action)
     if isinstance(tap, ids.CommandTap):
         return _command(turn, tap.command)
     if (
@@ -187,7 +193,7 @@ def _tap(turn: Turn, raw: str) -> str:
 def _choose(turn: Turn, value: str) -> str:
     state = turn.state
     turn.data["misses"] = 0
-    steps.CHOOSE[state](turn, value)
+    (steps.CHOOSE.get(state) or waitlist.CHOOSE[state])(turn, value)
     return f"{state}: {value}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from clinic_bot.adapters.ical.export import appointment_cancellation, appointment_invitation
-from clinic_bot.domain import availability, booking, opening
+from clinic_bot.domain import availability, booking, opening, waitlist
 from clinic_bot.domain.messages import (
     BUTTON_TITLE,
     MAX_BUTTONS,
@@ -17,6 +17,7 @@ from clinic_bot.domain.messages import (
     ROW_TITLE,
     shorten,
 )
+from clinic_bot.domain.profile import WEEKDAYS
 from clinic_bot.models import Appointment
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import ids, render
@@ -294,6 +295,12 @@ def _jump(turn: Turn, want: dict) -> bool:
             turn.data["day"] = day.isoformat()
             enter_time(turn)
             return True
+        if opening.weekly_hours(turn.profile) and _works(turn, day):
+            # A working day that is full: the waitlist, or the nearest free days.
+            if part:
+                turn.data["part"] = part
+            enter_full(turn, arg=day.isoformat())
+            return True
         turn.say("conv_day_full_nearest", date=label)
         enter_day(turn, arg=day.isoformat())
         return True
@@ -319,6 +326,30 @@ def _jump(turn: Turn, want: dict) -> bool:
                 return True
         turn.say("conv_time_nowhere", time=wanted_time or turn.t(f"conv_part_{part}"))
     return False
+
+
+def enter_full(turn: Turn, arg=None, **_) -> None:
+    """A requested working day is full: its waitlist, or the nearest days (waitlist.py)."""
+    turn.data["full_day"] = arg
+    label = render.day_long(turn.profile, turn.lang, date.fromisoformat(arg))
+    turn.prompt(
+        "full",
+        "buttons",
+        turn.t("conv_day_full_waitlist", date=label),
+        [
+            Option("waitlist", turn.t("conv_waitlist_join")),
+            Option("other", turn.t("conv_other_days")),
+        ],
+        arg=arg,
+    )
+
+
+def _works(turn: Turn, day: date) -> bool:
+    """True when someone who offers the service works that day (not a closure)."""
+    if availability.is_closed(turn.profile, day):
+        return False
+    people = availability.candidates(turn.profile, turn.data["service"], _practitioner_filter(turn))
+    return any(p.hours.get(WEEKDAYS[day.weekday()]) for p in people)
 
 
 def _part(turn: Turn, slot) -> str:
@@ -737,6 +768,7 @@ def place(turn: Turn) -> None:
                 now=turn.now,
             )
             appt.visit_reason = visit_reason(turn)
+            waitlist.leave(turn.session, turn.patient, "booked")  # booked otherwise: off the list
             go(turn, "confirm", appt=appt)
     except booking.SlotTaken:
         turn.say("conv_slot_taken")
@@ -963,6 +995,7 @@ ENTER = {
     "practitioner": enter_practitioner,
     "day": enter_day,
     "part": enter_part,
+    "full": enter_full,
     "time": enter_time,
     "name": enter_name,
     "intake": enter_intake,

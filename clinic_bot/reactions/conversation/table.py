@@ -8,7 +8,7 @@ and `steps.go` looks the next state up here, so this table is the flow, not a co
 from __future__ import annotations
 
 # States that wait for no particular answer: any message from there shows the menu.
-RESTING = ("idle", "booked", "confirmed", "cancelled", "kept", "wrong_number")
+RESTING = ("idle", "booked", "confirmed", "cancelled", "kept", "wrong_number", "waitlisted")
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     "idle": {"message": "menu"},
@@ -37,6 +37,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         "failed": "menu",
     },
     "booked": {"message": "menu"},
+    # A requested day is full: join its waitlist, or the nearest days (waitlist.py).
+    "full": {"waitlist": "waitlisted", "other": "day"},
+    "waitlisted": {"message": "menu"},
     # My appointments; the action taps (also on reminders) enter "appointment" from anywhere.
     "appointments": {"picked": "appointment", "skip": "appointment", "none": "menu"},
     "appointment": {

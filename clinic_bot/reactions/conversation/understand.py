@@ -18,7 +18,7 @@ from clinic_bot.domain.understanding.language import phone_region
 from clinic_bot.domain.understanding.text import words_only
 from clinic_bot.models import Appointment, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
-from clinic_bot.reactions.conversation import render, steps
+from clinic_bot.reactions.conversation import render, steps, waitlist
 from clinic_bot.reactions.conversation.table import RESTING
 from clinic_bot.reactions.conversation.turn import Turn
 
@@ -31,6 +31,7 @@ INTENTS = (
     "late",
     "thanks",
     "wrong_number",
+    "waitlist",
 )
 LATE_WINDOW_BEFORE = timedelta(hours=12)  # "running late" refers to a visit this soon…
 LATE_WINDOW_AFTER = timedelta(hours=2)  # …or one that started this recently
@@ -104,6 +105,10 @@ def understand(turn: Turn, text: str) -> str | None:
         return about_appointment(turn, "confirm")
     if intent == "late":
         return running_late(turn)
+    if intent == "waitlist" and turn.state in steps.BOOKING_STATES:
+        joined = waitlist.join_typed(turn)
+        if joined:
+            return joined
     when = when_of(turn, text)
     if intent in ("cancel", "reschedule"):
         return about_appointment(turn, intent, when=when)
