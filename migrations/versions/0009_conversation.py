@@ -69,7 +69,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("waitlist_offer", schema=None) as batch_op:
         batch_op.create_index("ix_waitlist_offer_open", ["status", "expires_at"], unique=False)
-        batch_op.create_index("ix_waitlist_offer_slot", ["slot_at", "practitioner_id"], unique=False)
+        batch_op.create_index(
+            "ix_waitlist_offer_slot", ["slot_at", "practitioner_id"], unique=False
+        )
 
 
 def downgrade() -> None:

@@ -58,9 +58,12 @@ def appointment_event(appt: Appointment, profile: Profile) -> Event:
     return event
 
 
-def _patient_event(appt: Appointment, profile: Profile, *, cancel: bool) -> Event:
+def _patient_event(appt: Appointment, profile: Profile, *, cancel: bool, title=None) -> Event:
     """The VEVENT a patient's calendar gets: the practitioner named, an alarm before it."""
     event = appointment_event(appt, profile)
+    if title:  # the service in the patient's language
+        event.pop("summary")
+        event.add("summary", title)
     person = profile.practitioner(appt.practitioner_id) if appt.practitioner_id else None
     if person is not None:
         # The practitioner has no address we publish; a URN names them for calendars.
@@ -85,13 +88,13 @@ def _patient_event(appt: Appointment, profile: Profile, *, cancel: bool) -> Even
     return event
 
 
-def _itip(appt: Appointment, profile: Profile, method: str) -> bytes:
+def _itip(appt: Appointment, profile: Profile, method: str, title=None) -> bytes:
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", method)
-    cal.add_component(_patient_event(appt, profile, cancel=method == "CANCEL"))
+    cal.add_component(_patient_event(appt, profile, cancel=method == "CANCEL", title=title))
     # A VTIMEZONE covering a year either side keeps the file small and valid past 2038.
     cal.add_missing_timezones(
         first_date=(appt.starts_at - timedelta(days=366)).date(),
@@ -100,9 +103,11 @@ def _itip(appt: Appointment, profile: Profile, method: str) -> bytes:
     return cal.to_ical()
 
 
-def appointment_invitation(appt: Appointment, profile: Profile) -> bytes:
-    """A METHOD:REQUEST VCALENDAR: the appointment's VEVENT with ORGANIZER, practitioner, VALARM."""
-    return _itip(appt, profile, "REQUEST")
+def appointment_invitation(appt: Appointment, profile: Profile, *, title=None) -> bytes:
+    """A METHOD:REQUEST VCALENDAR: the appointment's VEVENT with ORGANIZER, practitioner, VALARM.
+
+    `title` replaces the SUMMARY (the service's name in the patient's language)."""
+    return _itip(appt, profile, "REQUEST", title)
 
 
 def appointment_cancellation(appt: Appointment, profile: Profile) -> bytes:

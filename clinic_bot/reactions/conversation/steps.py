@@ -186,7 +186,10 @@ def enter_practitioner(turn: Turn, again: bool = False, **_) -> None:
         no_times(turn)
         return
     options = [Option("any", turn.t("conv_any_practitioner"), turn.t("conv_any_description"))]
-    options += [Option(p.id, p.name, _full_if_cut(p.name)) for p in people[: MAX_LIST_ROWS - 1]]
+    options += [
+        Option(p.id, practitioner_title(turn, p), _full_if_cut(practitioner_title(turn, p)))
+        for p in people[: MAX_LIST_ROWS - 1]
+    ]
     turn.prompt(
         "practitioner",
         "list",
@@ -689,9 +692,14 @@ def answer_intake(turn: Turn, text: str) -> bool:
     return True
 
 
+def practitioner_title(turn: Turn, person) -> str:
+    """A practitioner's title in the patient's language (`practitioner_<id>` text)."""
+    return turn.profile.texts.get(turn.lang, {}).get(f"practitioner_{person.id}") or person.name
+
+
 def _who(turn: Turn, pid: str | None) -> str:
     person = turn.profile.practitioner(pid) if pid else None
-    return person.name if person else turn.t("conv_any_practitioner")
+    return practitioner_title(turn, person) if person else turn.t("conv_any_practitioner")
 
 
 def _service_name(turn: Turn, sid: str | None) -> str:
@@ -791,9 +799,10 @@ def enter_booked(turn: Turn, appt: Appointment | None = None, **_) -> None:
         when=render.when(turn.profile, turn.lang, appt.starts_at),
         address=turn.profile.address,
     )
+    title = f"{_service_name(turn, appt.service_id)} – {turn.profile.name}"
     turn.ctx.outbox.document(
         turn.patient,
-        appointment_invitation(appt, turn.profile),
+        appointment_invitation(appt, turn.profile, title=title),
         turn.t("conv_ics_filename"),
         "text/calendar",
         turn.t("conv_ics_caption"),
