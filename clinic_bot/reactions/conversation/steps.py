@@ -231,17 +231,37 @@ def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> 
     if when:
         # A time typed at the time step means that day ("16:30" on the list of Wednesday).
         same_day = turn.state in ("time", "part") and not when.day and not when.week
-        data["want"] = {
-            "day": when.day.isoformat() if when.day else (data.get("day") if same_day else None),
-            "time": when.time.strftime("%H:%M") if when.time else None,
-            "part": when.part,
-            "week": when.week,
-        }
+        data["want"] = want_of(when, data.get("day") if same_day else None)
         if not practitioner and "practitioner" not in data:
             data["practitioner"] = "any"
     turn.data = data
     turn.state = "service"
     enter_service(turn)
+
+
+def want_of(when, day: str | None = None) -> dict:
+    """A typed request as stored until the day step uses it."""
+    return {
+        "day": when.day.isoformat() if when.day else day,
+        "time": when.time.strftime("%H:%M") if when.time else None,
+        "part": when.part,
+        "week": when.week,
+    }
+
+
+def reschedule_to(turn: Turn, appt: Appointment, when) -> None:
+    """Move `appt` towards a typed day/time: straight to its free times, then the summary."""
+    turn.state = "appointment"
+    turn.data = {
+        "mode": "reschedule",
+        "appt": appt.id,
+        "appt_v": appt.version,
+        "service": appt.service_id,
+        "practitioner": appt.practitioner_id or "any",
+        "stack": [["appointment", str(appt.id)]],
+        "want": want_of(when),
+    }
+    go(turn, "reschedule")
 
 
 BOOKING_STATES = ("service", "practitioner", "day", "part", "time", "name", "intake", "summary")

@@ -181,9 +181,10 @@ def about_appointment(turn: Turn, action: str, when: dates.When | None = None) -
         turn.state, turn.data = "menu", {"stack": []}
         steps.choose_menu(turn, "appointments")
         return f"{action}: which appointment"
-    steps.appointment_action(turn, appts[0], action)
     if action == "reschedule" and when:
-        pass  # the reschedule flow already opened the day list; a typed day is used next
+        steps.reschedule_to(turn, appts[0], when)
+        return "appointment reschedule to a typed time"
+    steps.appointment_action(turn, appts[0], action)
     return f"appointment {action} (typed)"
 
 
