@@ -20,8 +20,9 @@ from clinic_bot.delivery.outbox import cancel_pending_on_opt_out
 from clinic_bot.domain import events as ev
 from clinic_bot.domain.broadcasts import skip_for_patient
 from clinic_bot.domain.profile import Profile, load_profile
+from clinic_bot.domain.waitlist import leave_on_opt_out
 from clinic_bot.reactions import calls, channel, emoji, messages, statuses
-from clinic_bot.schedules import broadcasts
+from clinic_bot.schedules import broadcasts, waitlist
 from clinic_bot.schedules.reminders import followups, plan, tick
 from clinic_bot.settings import EXAMPLE_PROFILE, Settings
 
@@ -58,6 +59,7 @@ def install_hooks(registry: Registry) -> None:
     registry.on_opt_out(cancel_pending_on_opt_out)
     registry.on_opt_out(plan.void_for_patient)
     registry.on_opt_out(skip_for_patient)
+    registry.on_opt_out(leave_on_opt_out)
     registry.on_opt_in(plan.replan_for_patient)
 
 
@@ -65,6 +67,7 @@ def install_ticks(registry: Registry) -> None:
     """Time → reaction: the worker runs these on every tick; each claims its own rows."""
     registry.every_tick("reminders", tick.send_due)
     registry.every_tick("broadcasts", broadcasts.pace)
+    registry.every_tick("waitlist", waitlist.tick)
 
 
 def install_everything(registry: Registry) -> None:

@@ -3,6 +3,7 @@
 from clinic_bot.models.appointments import Appointment, PractitionerLock
 from clinic_bot.models.broadcasts import Broadcast, BroadcastRecipient  # noqa: F401
 from clinic_bot.models.calendar import BusyBlock, CalendarFeed, CalendarImport, ImportedEvent
+from clinic_bot.models.conversation import StaffAlert, WaitlistEntry, WaitlistOffer
 from clinic_bot.models.core import (
     ApiToken,
     GatewayState,
@@ -33,5 +34,8 @@ __all__ = [
     "Reaction",
     "SandboxMessage",
     "StaffSession",
+    "StaffAlert",
     "StaffUser",
+    "WaitlistEntry",
+    "WaitlistOffer",
 ]

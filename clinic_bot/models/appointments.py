@@ -34,6 +34,8 @@ class Appointment(Base):
     external_uid: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str | None] = mapped_column(Text)  # imported SUMMARY; never sent to patients
     notes: Mapped[str | None] = mapped_column(Text)  # staff-only; never sent to patients
+    # The patient's reason for this visit (per-visit intake); staff-only, never in reminders.
+    visit_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -159,3 +159,14 @@ class Chat:
     def patient(self) -> Patient:
         with self.runtime.db.Session() as s:
             return s.execute(select(Patient).where(Patient.phone == self.phone)).scalar_one()
+
+    def patient_or_none(self, session) -> Patient | None:
+        return session.execute(select(Patient).where(Patient.phone == self.phone)).scalar()
+
+    def patient_state(self) -> tuple[str, list]:
+        """(state, typed options of the current prompt), before the patient's next message."""
+        with self.runtime.db.Session() as s:
+            p = self.patient_or_none(s)
+            if p is None:
+                return "idle", []
+            return p.state, list((p.state_data or {}).get("opts") or [])

@@ -16,16 +16,18 @@ from sqlalchemy import select
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain import availability, booking
 from clinic_bot.domain.patients import get_or_create_patient
-from clinic_bot.models import Appointment, Patient
+from clinic_bot.models import Appointment, Patient, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import handoff, words
 from clinic_bot.sandbox.gateway import _check_interactive
+from clinic_bot.schedules import waitlist
 
 from .chat import Chat, Sent
 
 HERE = Path(__file__).parent
 START = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Berlin
 RIVAL = "4915199999999"
+FILLER = "4916000"  # the other patients who fill a day
 
 
 def load_corpus() -> list[dict]:
@@ -71,15 +73,19 @@ def first_free_slot(session, profile, now, days_ahead: int = 1):
 class Runner:
     """Plays a script against a runtime whose clock is a FakeClock."""
 
-    def __init__(self, runtime, clock, script: dict):
+    def __init__(self, runtime, clock, script: dict, chat: Chat | None = None):
         self.runtime, self.clock, self.script = runtime, clock, script
-        self.chat = Chat(runtime)
+        self.chat = chat or Chat(runtime)
         self.step: list = []
 
     # ------------------------------------------------------------------ setup
 
     def setup(self) -> None:
         cfg = self.script.get("setup", {})
+        if cfg.get("phone"):
+            self.chat.phone = cfg["phone"]
+        for key, value in cfg.get("profile", {}).items():
+            setattr(self.runtime.profile, key, value)  # a profile switch this script needs
         self.clock.set(START + timedelta(minutes=cfg.get("minutes_after_start", 0)))
         now = self.clock()
         with self.runtime.db.transaction() as s:
@@ -87,6 +93,9 @@ class Runner:
             p.name = cfg.get("name")
             p.language = cfg.get("language")
             p.intake = cfg.get("intake", {})
+            today = availability.local_today(now, self.runtime.profile.timezone)
+            for days_ahead in cfg.get("full_days", []):
+                self._fill(s, today + timedelta(days=days_ahead), now)
             for days_ahead in cfg.get("appointments", []):
                 slot = first_free_slot(s, self.runtime.profile, now, days_ahead)
                 booking.book(
@@ -98,6 +107,43 @@ class Runner:
                     starts_at=slot.starts_at,
                     now=now,
                 )
+
+    def _fill(self, s, day, now) -> None:
+        """Other patients take every free time of `day` (a full day to wait for)."""
+        profile = self.runtime.profile
+        for i in range(200):
+            slots = availability.free_slots(
+                s,
+                profile,
+                service_id=profile.services[0].id,
+                practitioner_id=None,
+                day=day,
+                now=now,
+            )
+            if not slots:
+                return
+            other = get_or_create_patient(s, f"{FILLER}{i:05d}", now)
+            booking.book(
+                s,
+                profile,
+                patient=other,
+                service_id=profile.services[0].id,
+                practitioner_id=slots[0].practitioner_id,
+                starts_at=slots[0].starts_at,
+                now=now,
+            )
+
+    def _free_one(self) -> None:
+        """One of the other patients cancels (their first visit), freeing a time."""
+        with self.runtime.db.transaction() as s:
+            appt = s.execute(
+                select(Appointment)
+                .join(Patient, Patient.id == Appointment.patient_id)
+                .where(Patient.phone.like(f"{FILLER}%"), Appointment.status.in_(ACTIVE_STATUSES))
+                .order_by(Appointment.starts_at)
+                .limit(1)
+            ).scalar_one()
+            booking.cancel(s, appt, now=self.clock())
 
     # ------------------------------------------------------------------ actions
 
@@ -147,13 +193,20 @@ class Runner:
         if action == "rival_takes":
             self._rival_takes()
             return []
+        if action in ("free_one", "waitlist_tick"):
+            if action == "free_one":
+                self._free_one()
+            waitlist.tick(self.runtime)
+            flush = getattr(self.chat, "flush", None)
+            return flush() if flush else self.chat.new_messages()
         raise AssertionError(f"unknown action {action!r}")
 
     def _reception(self, fn) -> list[Sent]:
         with self.runtime.db.transaction() as s:
             p = s.execute(select(Patient).where(Patient.phone == self.chat.phone)).scalar_one()
             fn(s, p)
-        return self.chat.new_messages()
+        flush = getattr(self.chat, "flush", None)  # over HTTP: the relay sends it first
+        return flush() if flush else self.chat.new_messages()
 
     def _rival_takes(self) -> None:
         """Another patient books the slot on this patient's summary (a lost race)."""
@@ -216,6 +269,18 @@ class Runner:
             elif key == "appointment_version":
                 got = self.appointments(active_only=False)[0].version
                 assert got == want, f"{where}: version {got}"
+            elif key == "alerts":
+                with self.runtime.db.Session() as s:
+                    kinds = [
+                        a.kind
+                        for a in s.execute(
+                            select(StaffAlert).where(StaffAlert.patient_id == patient.id)
+                        ).scalars()
+                    ]
+                assert kinds == want, f"{where}: alerts {kinds}"
+            elif key == "visit_reason":
+                got = self.appointments(active_only=False)[-1].visit_reason
+                assert got == want, f"{where}: visit_reason {got!r}"
             elif key == "document":
                 docs = [m for m in sent if m.kind == "document"]
                 assert docs and docs[0].body["mime_type"] == "text/calendar", where

@@ -7,7 +7,7 @@ from hard-coded dates.
 from __future__ import annotations
 
 import base64
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import icalendar
 import pytest
@@ -112,10 +112,17 @@ def patient_row(runtime, phone=PHONE) -> Patient:
         return s.execute(select(Patient).where(Patient.phone == phone)).scalar_one()
 
 
+def to_times(phone: Phone, out: list[dict]) -> list[dict]:
+    """Past the Morning / Afternoon step, which a day with many free times asks first."""
+    if out[-1].get("buttons") and "part of" in out[-1]["text"]:
+        return phone.tap(1)
+    return out
+
+
 def book_first_slot(phone: Phone, name: str | None = "Ana Lopez") -> list[dict]:
-    """From the menu: Book, first day, first time, (name, reason), Confirm."""
+    """From the menu: Book, first day, (part of day), first time, (name, reason), Confirm."""
     phone.tap("Book")
-    phone.tap(1)
+    to_times(phone, phone.tap(2))
     out = phone.tap(1)
     if name:
         phone.say(name)
@@ -131,10 +138,9 @@ def test_first_time_patient_books_from_hi_in_at_most_eight_taps_and_gets_an_ics(
     menu = phone.say("hi")
     assert titles(menu[-1]) == MENU
     days = phone.tap("Book")
-    assert days[-1]["list"] and titles(days[-1])[0] == render.day_label(rt.profile, "en", day)
-    times = phone.tap(1)
-    assert titles(times[-1])[0] == render.clock(rt.profile, slots[0].starts_at)
-    ask = phone.tap(1)
+    assert days[-1]["list"] and titles(days[-1])[0] == "Next available"
+    assert render.day_label(rt.profile, "en", day) in titles(days[-1])[1]
+    ask = phone.tap("Next available")
     assert "name" in ask[-1]["text"] and not ask[-1].get("buttons")
     phone.say("Ana Lopez")
     summary = phone.tap("Routine check")
@@ -164,9 +170,12 @@ def test_typed_numbers_and_words_work_at_every_step_over_http(live):
     phone = Phone(live)
     assert titles(phone.say("hola")[-1]) == MENU
     assert phone.say("1")[-1]["list"]  # Book -> days
-    assert phone.say("1")[-1]["list"]  # first day -> times
-    assert phone.say("back")[-1]["list"]["label"] == "Choose a day"
-    phone.say("1")
+    out = phone.say("2")  # first day -> its parts of the day, or its times
+    if out[-1].get("buttons"):
+        assert phone.say("back")[-1]["list"]["label"] == "Choose a day"
+        phone.say("2")
+        out = phone.say("1")
+    assert out[-1]["list"]
     assert "name" in phone.say("1")[-1]["text"]
     assert phone.say("Ana")[-1]["list"]  # reason question
     assert titles(phone.say("routine check")[-1]) == ["Confirm", "Change", "Cancel"]
@@ -197,7 +206,7 @@ def test_confirm_cancel_and_reschedule_from_my_appointments(live):
     phone.say("menu")
     phone.tap("My appointments")
     phone.tap("Reschedule")
-    phone.tap(2)  # another day
+    to_times(phone, phone.tap(3))  # another day
     summary = phone.tap(1)
     assert "Move your appointment" in summary[-1]["text"]
     moved = phone.tap("Confirm")
@@ -219,7 +228,7 @@ def test_a_stale_list_tap_is_explained_and_never_books(live):
     phone.say("hi")
     phone.tap("Book")
     day_list = phone.interactive()
-    phone.tap(1)
+    to_times(phone, phone.tap(2))
     time_list = phone.interactive()
     phone.say("menu")
     out = phone.tap(1, time_list)  # the old time list, after the menu replaced it
@@ -310,5 +319,40 @@ def test_off_script_messages_get_an_answer_and_escalate_over_http(live):
     second = phone.act(location={})
     assert titles(second[-1]) == ["Main menu", "Talk to reception"]
     third = phone.act(media="sticker")
-    assert "reception" in third[-1]["text"]
+    assert titles(third[-1]) == ["Main menu", "Talk to reception"]
+    assert patient_row(live.runtime).handoff_since is None  # only the patient chooses that
+    phone.tap("Talk to reception")
     assert patient_row(live.runtime).handoff_since is not None
+
+
+def test_a_one_message_request_books_in_two_taps_after_the_name_over_http(live):
+    rt = live.runtime
+    profile, now = rt.profile, rt.clock()
+    tomorrow = availability.local_today(now, profile.timezone) + timedelta(days=1)
+    with rt.db.Session() as s:
+        day = availability.days_with_free_slots(
+            s,
+            profile,
+            service_id="checkup",
+            practitioner_id=None,
+            now=now,
+            limit=1,
+            after=tomorrow - timedelta(days=1),
+        )[0]
+        slot = availability.free_slots(
+            s, profile, service_id="checkup", practitioner_id=None, day=day, now=now
+        )[-1]  # the last time of the day: never on the first page of a list
+    when = "tomorrow" if day == tomorrow else f"{day.day}/{day.month}"
+    at = render.clock(profile, slot.starts_at)
+    phone = Phone(live)
+    ask = phone.say(f"General check-up {when} at {at}")
+    assert "name" in ask[-1]["text"]
+    reason = phone.say("Ana Lopez")
+    assert reason[-1]["list"]
+    summary = phone.tap("Routine check")
+    assert render.when(profile, "en", slot.starts_at) in summary[-1]["text"]
+    assert appointments(rt) == []  # nothing is booked before the summary's Confirm
+    done = phone.tap("Confirm")
+    assert phone.taps == 2 and [m["kind"] for m in done] == ["text", "document"]
+    [appt] = appointments(rt)
+    assert appt.starts_at == slot.starts_at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain.profile import parse_profile
-from clinic_bot.reactions.conversation import ids, steps, words
+from clinic_bot.reactions.conversation import ids, steps, waitlist, words
 from clinic_bot.reactions.conversation.table import (
     RESTING,
     STATES,
@@ -47,7 +47,8 @@ def test_every_state_that_asks_has_code_to_enter_and_to_answer_it():
             continue
         assert state in steps.ENTER, state
         if state != "handoff":
-            assert state in steps.CHOOSE or state in steps.ANSWER_TEXT, state
+            answers = {**steps.CHOOSE, **waitlist.CHOOSE, **steps.ANSWER_TEXT}
+            assert state in answers, state
 
 
 def test_every_target_of_the_table_can_be_entered_or_rests():
@@ -66,10 +67,21 @@ def test_the_table_prints_one_line_per_transition():
 
 def test_booking_follows_the_path_of_the_issue():
     path, state = [], "menu"
-    for event in ("book", "skip", "skip", "picked", "picked", "skip", "skip", "confirm"):
+    events = ("book", "skip", "skip", "picked", "skip", "picked", "skip", "skip", "confirm")
+    for event in events:
         state = next_state(state, event)
         path.append(state)
-    assert path == ["service", "practitioner", "day", "time", "name", "intake", "summary", "booked"]
+    assert path == [
+        "service",
+        "practitioner",
+        "day",
+        "part",
+        "time",
+        "name",
+        "intake",
+        "summary",
+        "booked",
+    ]
 
 
 def test_an_unknown_transition_is_an_error_not_a_guess():
@@ -197,7 +209,8 @@ def test_with_two_practitioners_any_is_offered_first_and_slots_name_who(runtime,
     assert all(len(t) <= bodies.ROW_TITLE for t in who.titles)
     assert who.titles[2].endswith("…")
     chat.choose("Anyone available")
-    [times] = chat.choose(1)
+    chat.choose(2)
+    [times] = chat.choose("Morning")
     assert times.body["action"]["list"]["sections"][0]["rows"][0]["description"] == "Dr. Lee"
 
 
@@ -227,11 +240,11 @@ def test_a_prompt_tap_is_only_valid_while_its_prompt_is_current(chat):
     chat.text("hi")
     chat.choose("Book")
     days = chat.last_interactive()
-    chat.choose(1)
+    chat.choose(2)
     before = chat.patient().state_data.get("slot")
-    out = chat.choose(2, days)
+    out = chat.choose(3, days)
     assert "earlier message" in out[0].text
-    assert chat.patient().state == "time" and before is None
+    assert chat.patient().state == "part" and before is None
 
 
 def test_a_value_not_offered_on_the_current_prompt_is_refused(chat):
@@ -248,28 +261,30 @@ def test_a_repeated_prompt_keeps_its_ids_so_the_first_copy_still_works(chat):
     [days] = chat.choose("Book")
     repeat = chat.media("voice")[-1]
     assert repeat.choices == days.choices
-    chat.choose(1, days)
-    assert chat.patient().state == "time"
+    chat.choose(2, days)
+    assert chat.patient().state == "part"
 
 
-def test_the_second_miss_is_a_different_reply_and_the_third_hands_over(chat):
+def test_a_miss_lists_the_numbered_options_and_the_second_offers_reception(chat):
     chat.text("hi")
     first = chat.text("??")
     second = chat.text("??")
     third = chat.text("??")
-    assert first[0].text != second[0].text != third[0].text
-    assert second[-1].titles == ["Main menu", "Talk to reception"]
-    assert chat.patient().handoff_since is not None
-    assert chat.text("??") == []
+    assert "1. Book" in first[0].text and "4. Language / Idioma" in first[0].text
+    assert first[0].text != second[0].text
+    assert second[-1].titles == third[-1].titles == ["Main menu", "Talk to reception"]
+    # Only the patient starts a handoff: misses never hand the chat over by themselves.
+    assert chat.patient().handoff_since is None
+    assert chat.text("4")[-1].titles == ["English", "Español"]
 
 
 def test_an_understood_answer_resets_the_miss_count(chat):
     chat.text("hi")
     chat.choose("Book")
     chat.text("??")
-    chat.choose(1)
+    chat.choose(2)
     out = chat.text("??")
-    assert out[-1].kind == "list" and chat.patient().state_data["misses"] == 1
+    assert out[-1].kind == "buttons" and chat.patient().state_data["misses"] == 1
 
 
 def test_idle_reset_starts_at_the_menu_but_a_reminder_tap_still_works(runtime, clock):
@@ -304,16 +319,14 @@ def test_another_patients_appointment_cannot_be_touched(runtime, clock):
 def test_name_and_intake_are_stored_on_the_patient_and_not_asked_again(chat):
     chat.text("hi")
     chat.choose("Book")
-    chat.choose(1)
-    chat.choose(1)
+    chat.choose("Next available")
     chat.text("  Ana   Lopez ")
     chat.choose("New symptoms")
     chat.choose("Cancel")
     p = chat.patient()
     assert p.name == "Ana Lopez" and p.intake == {"reason": "symptoms"}
     chat.choose("Book")
-    chat.choose(1)
-    [summary] = chat.choose(1)
+    [summary] = chat.choose("Next available")
     assert summary.titles == ["Confirm", "Change", "Cancel"]
 
 
@@ -349,7 +362,8 @@ def test_two_patients_confirming_the_same_slot_at_once_book_it_once(runtime, clo
     for c in chats:
         c.text("hi")
         c.choose("Book")
-        c.choose(1)
+        c.choose(2)
+        c.choose("Morning")
         c.choose("11:00")
         c.text("Ana")
         c.choose("Routine check")
@@ -385,3 +399,36 @@ def test_a_language_the_profile_has_no_texts_for_is_not_switched_to(runtime, clo
     out = chat.text("español")
     assert chat.patient().language is None
     assert "did not understand" in out[0].text
+
+
+def _ics(message):
+    import base64
+
+    import icalendar
+
+    data = base64.b64decode(message.body["media"].split("base64,", 1)[1])
+    cal = icalendar.Calendar.from_ical(data)
+    return cal, next(iter(cal.walk("VEVENT")))
+
+
+def test_the_invitation_names_clinic_and_practitioner_and_the_cancel_removes_it(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    chat.choose("Next available")
+    chat.text("Ana Lopez")
+    chat.choose("Routine check")
+    booked = chat.choose("Confirm")
+    cal, event = _ics(next(m for m in booked if m.kind == "document"))
+    assert str(cal["method"]) == "REQUEST"
+    assert event["organizer"].params["cn"] == "Sunrise Family Clinic"
+    assert event["attendee"].params["cn"] == "Dr. Lee"
+    [alarm] = event.walk("VALARM")
+    assert alarm.decoded("trigger") == -timedelta(hours=24)  # the first reminder offset
+    chat.text("menu")
+    chat.choose("My appointments")
+    chat.choose("Cancel appointment")
+    cancelled = chat.choose("Yes, cancel it")
+    cal2, event2 = _ics(next(m for m in cancelled if m.kind == "document"))
+    assert str(cal2["method"]) == "CANCEL" and str(event2["status"]) == "CANCELLED"
+    assert str(event2["uid"]) == str(event["uid"])
+    assert int(event2["sequence"]) > int(event["sequence"])

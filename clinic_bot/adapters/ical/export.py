@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import Alarm, Calendar, Event, vCalAddress, vText
 from sqlalchemy import func, select
 
 from clinic_bot.domain.profile import Profile
@@ -58,20 +58,61 @@ def appointment_event(appt: Appointment, profile: Profile) -> Event:
     return event
 
 
-def appointment_invitation(appt: Appointment, profile: Profile) -> bytes:
-    """A METHOD:REQUEST VCALENDAR holding the appointment's one VEVENT (with its VTIMEZONE)."""
+def _patient_event(appt: Appointment, profile: Profile, *, cancel: bool, title=None) -> Event:
+    """The VEVENT a patient's calendar gets: the practitioner named, an alarm before it."""
+    event = appointment_event(appt, profile)
+    if title:  # the service in the patient's language
+        event.pop("summary")
+        event.add("summary", title)
+    person = profile.practitioner(appt.practitioner_id) if appt.practitioner_id else None
+    if person is not None:
+        # The practitioner has no address we publish; a URN names them for calendars.
+        attendee = vCalAddress(f"urn:x-clinic:practitioner:{person.id}")
+        attendee.params["cn"] = vText(person.name)
+        attendee.params["role"] = vText("CHAIR")
+        attendee.params["cutype"] = vText("INDIVIDUAL")
+        event.add("attendee", attendee)
+    if cancel:
+        # A CANCEL must outrank the last REQUEST the patient got for this UID (RFC 5546).
+        event.pop("sequence")
+        event.add("sequence", appt.version + 1)
+        event.pop("status")
+        event.add("status", "CANCELLED")
+    elif profile.reminder_offsets:
+        # AUDIO needs no DESCRIPTION, so the invitation carries no free text at all; phone
+        # calendars show it as their usual notification.
+        alarm = Alarm()
+        alarm.add("action", "AUDIO")
+        alarm.add("trigger", -profile.reminder_offsets[0][1])
+        event.add_component(alarm)
+    return event
+
+
+def _itip(appt: Appointment, profile: Profile, method: str, title=None) -> bytes:
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("method", "REQUEST")
-    cal.add_component(appointment_event(appt, profile))
+    cal.add("method", method)
+    cal.add_component(_patient_event(appt, profile, cancel=method == "CANCEL", title=title))
     # A VTIMEZONE covering a year either side keeps the file small and valid past 2038.
     cal.add_missing_timezones(
         first_date=(appt.starts_at - timedelta(days=366)).date(),
         last_date=(appt.ends_at + timedelta(days=366)).date(),
     )
     return cal.to_ical()
+
+
+def appointment_invitation(appt: Appointment, profile: Profile, *, title=None) -> bytes:
+    """A METHOD:REQUEST VCALENDAR: the appointment's VEVENT with ORGANIZER, practitioner, VALARM.
+
+    `title` replaces the SUMMARY (the service's name in the patient's language)."""
+    return _itip(appt, profile, "REQUEST", title)
+
+
+def appointment_cancellation(appt: Appointment, profile: Profile) -> bytes:
+    """A METHOD:CANCEL VCALENDAR: same UID, a higher SEQUENCE, so calendars remove the event."""
+    return _itip(appt, profile, "CANCEL")
 
 
 # How far back the calendar export and feed reach: recent visits stay visible in the calendar.

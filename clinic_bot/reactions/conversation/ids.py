@@ -19,6 +19,7 @@ MAX_ID = 200  # far above anything we send; longer ids are refused unread
 
 _CHOICE = re.compile(r"^c:(\d{1,9}):(.{1,150})$", re.S)
 _APPT = re.compile(r"^appt:(\d{1,12}):(\d{1,9}):([a-z]{1,20})$")
+_WAITLIST = re.compile(r"^wl:(\d{1,12}):(yes|no)$")
 _CMD = re.compile(r"^(?:cmd|menu):([a-z]{1,20})$")  # menu:<x> = the first menu's ids
 
 
@@ -33,6 +34,12 @@ class ApptTap:
     appointment_id: int
     version: int
     action: str
+
+
+@dataclass(frozen=True)
+class WaitlistTap:
+    offer_id: int
+    action: str  # yes | no
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,13 @@ def appt_id(appointment_id: int, version: int, action: str) -> str:
     return f"appt:{appointment_id}:{version}:{action}"
 
 
+def waitlist_id(offer_id: int, action: str) -> str:
+    """The id of Book it / No thanks on a waitlist offer (valid until the offer closes)."""
+    if action not in ("yes", "no"):
+        raise ValueError(f"unknown waitlist action {action!r}")
+    return f"wl:{offer_id}:{action}"
+
+
 def command_id(command: str) -> str:
     """The id of a global command button."""
     if command not in COMMANDS:
@@ -59,7 +73,7 @@ def command_id(command: str) -> str:
     return f"cmd:{command}"
 
 
-def parse(raw: str | None) -> ChoiceTap | ApptTap | CommandTap | None:
+def parse(raw: str | None) -> ChoiceTap | ApptTap | WaitlistTap | CommandTap | None:
     """What a tap id means, or None for anything we never sent."""
     if not raw or len(raw) > MAX_ID:
         return None
@@ -67,6 +81,8 @@ def parse(raw: str | None) -> ChoiceTap | ApptTap | CommandTap | None:
         return ChoiceTap(int(m.group(1)), m.group(2))
     if (m := _APPT.match(raw)) and m.group(3) in APPT_ACTIONS:
         return ApptTap(int(m.group(1)), int(m.group(2)), m.group(3))
+    if m := _WAITLIST.match(raw):
+        return WaitlistTap(int(m.group(1)), m.group(2))
     if (m := _CMD.match(raw)) and m.group(1) in COMMANDS:
         return CommandTap(m.group(1))
     return None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from clinic_bot.adapters.ical.export import appointment_invitation
-from clinic_bot.domain import availability, booking
+from clinic_bot.adapters.ical.export import appointment_cancellation, appointment_invitation
+from clinic_bot.domain import availability, booking, opening, waitlist
 from clinic_bot.domain.messages import (
     BUTTON_TITLE,
     MAX_BUTTONS,
@@ -17,6 +17,7 @@ from clinic_bot.domain.messages import (
     ROW_TITLE,
     shorten,
 )
+from clinic_bot.domain.profile import WEEKDAYS
 from clinic_bot.models import Appointment
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import ids, render
@@ -49,23 +50,30 @@ def back(turn: Turn) -> None:
 # ---------------------------------------------------------------------------- menu & language
 
 
+def menu_options(turn: Turn) -> list[Option]:
+    """The main menu's buttons: Book / My appointments / Talk to reception."""
+    return [
+        Option("book", turn.t("menu_book")),
+        Option("appointments", turn.t("menu_appointments")),
+        Option("reception", turn.t("menu_reception")),
+    ]
+
+
+def menu_typed(turn: Turn) -> list[list[str]]:
+    """The menu's choices as they can be typed: its buttons, then Language / Idioma."""
+    opts = [[o.value, o.title] for o in menu_options(turn)]
+    return [*opts, ["language", turn.t("conv_language_row"), "language", "idioma"]]
+
+
 def enter_menu(turn: Turn, **_) -> None:
     """The main menu: Book / My appointments / Talk to reception (Language is typed)."""
     p = turn.patient
     name = p.name or p.push_name
     body = turn.t("menu_body", name_part=f" {name.split()[0]}" if name and name.split() else "")
     turn.data = {"stack": []}
-    turn.prompt(
-        "menu",
-        "buttons",
-        body,
-        [
-            Option("book", turn.t("menu_book")),
-            Option("appointments", turn.t("menu_appointments")),
-            Option("reception", turn.t("menu_reception")),
-        ],
-        footer=turn.t("conv_menu_footer"),
-    )
+    turn.prompt("menu", "buttons", body, menu_options(turn), footer=turn.t("conv_menu_footer"))
+    # Not a button (three is the limit) but a numbered choice the miss reply lists.
+    turn.data["opts"] = menu_typed(turn)
 
 
 def choose_menu(turn: Turn, value: str) -> None:
@@ -131,8 +139,12 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
     options = [
         Option(
             s.id,
-            s.name,
-            _full_if_cut(s.name, turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60))),
+            service_title(turn, s),
+            _full_if_cut(
+                service_title(turn, s),
+                turn.t("conv_minutes", n=int(s.duration.total_seconds() // 60)),
+            ),
+            aliases=(s.name,),
         )
         for s in services[:MAX_LIST_ROWS]
     ]
@@ -144,6 +156,11 @@ def enter_service(turn: Turn, again: bool = False, **_) -> None:
         label=turn.t("conv_service_label"),
         section=turn.t("conv_service_section"),
     )
+
+
+def service_title(turn: Turn, service) -> str:
+    """A service's name in the patient's language (`service_<id>` text), else its own name."""
+    return turn.profile.texts.get(turn.lang, {}).get(f"service_{service.id}") or service.name
 
 
 def _full_if_cut(name: str, extra: str = "") -> str:
@@ -169,7 +186,10 @@ def enter_practitioner(turn: Turn, again: bool = False, **_) -> None:
         no_times(turn)
         return
     options = [Option("any", turn.t("conv_any_practitioner"), turn.t("conv_any_description"))]
-    options += [Option(p.id, p.name, _full_if_cut(p.name)) for p in people[: MAX_LIST_ROWS - 1]]
+    options += [
+        Option(p.id, practitioner_title(turn, p), _full_if_cut(practitioner_title(turn, p)))
+        for p in people[: MAX_LIST_ROWS - 1]
+    ]
     turn.prompt(
         "practitioner",
         "list",
@@ -197,9 +217,189 @@ def no_times(turn: Turn) -> None:
     go(turn, "none")
 
 
+def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> None:
+    """Booking from a typed request: what it named preselected, then its day/time/part."""
+    keep = ("mode", "appt", "appt_v", "service", "practitioner", "day", "stack")
+    if turn.state in BOOKING_STATES:
+        data = {k: turn.data[k] for k in keep if k in turn.data}
+    else:
+        data = {"stack": [], "mode": "book"}
+    if service:
+        data["service"] = service
+    if practitioner:
+        data["practitioner"] = practitioner
+    if when:
+        # A time typed at the time step means that day ("16:30" on the list of Wednesday).
+        same_day = turn.state in ("time", "part") and not when.day and not when.week
+        data["want"] = want_of(when, data.get("day") if same_day else None)
+        if not practitioner and "practitioner" not in data:
+            data["practitioner"] = "any"
+    turn.data = data
+    turn.state = "service"
+    enter_service(turn)
+
+
+def want_of(when, day: str | None = None) -> dict:
+    """A typed request as stored until the day step uses it."""
+    return {
+        "day": when.day.isoformat() if when.day else day,
+        "time": when.time.strftime("%H:%M") if when.time else None,
+        "part": when.part,
+        "week": when.week,
+    }
+
+
+def reschedule_to(turn: Turn, appt: Appointment, when) -> None:
+    """Move `appt` towards a typed day/time: straight to its free times, then the summary."""
+    turn.state = "appointment"
+    turn.data = {
+        "mode": "reschedule",
+        "appt": appt.id,
+        "appt_v": appt.version,
+        "service": appt.service_id,
+        "practitioner": appt.practitioner_id or "any",
+        "stack": [["appointment", str(appt.id)]],
+        "want": want_of(when),
+    }
+    go(turn, "reschedule")
+
+
+BOOKING_STATES = ("service", "practitioner", "day", "part", "time", "name", "intake", "summary")
+
+
+def _local_time(turn: Turn, slot) -> str:
+    return render.clock(turn.profile, slot.starts_at)
+
+
+def _pick_slot(turn: Turn, slot) -> None:
+    """Take `slot` as the patient's choice and go on (name, intake, then the summary)."""
+    turn.data["day"] = render.local(turn.profile, slot.starts_at).date().isoformat()
+    turn.data["slot"] = {"at": slot.starts_at.isoformat(), "p": slot.practitioner_id}
+    turn.state = "time"
+    go(turn, "picked")
+
+
+def _jump(turn: Turn, want: dict) -> bool:
+    """Go straight to what a typed request asked for; False to show the day list as usual."""
+    today = availability.local_today(turn.now, turn.profile.timezone)
+    last = availability.last_bookable_day(turn.profile, turn.now)
+    wanted_time, part = want.get("time"), want.get("part")
+    if want.get("week") and want.get("day"):
+        monday = date.fromisoformat(want["day"])
+        turn.say("conv_days_from", date=render.day_long(turn.profile, turn.lang, monday))
+        enter_day(turn, arg=(monday - timedelta(days=1)).isoformat())
+        return True
+    if want.get("day"):
+        day = date.fromisoformat(want["day"])
+        label = render.day_long(turn.profile, turn.lang, day)
+        if day < today or day > last:
+            turn.say("conv_day_out_of_range", date=label)
+            return False
+        slots = _free_slots(turn, day)
+        in_part = [s for s in slots if not part or _part(turn, s) == part]
+        if wanted_time:
+            exact = [s for s in slots if _local_time(turn, s) == wanted_time]
+            if exact:
+                _pick_slot(turn, exact[0])
+                return True
+        if in_part or (slots and not part):
+            turn.data["day"] = day.isoformat()
+            if part and in_part:
+                turn.data["part"] = part
+            if wanted_time:
+                turn.say("conv_time_not_free", time=wanted_time, date=label)
+                turn.data["near"] = wanted_time
+            elif part and not in_part:
+                turn.say("conv_part_full", date=label)
+            enter_time(turn)
+            return True
+        if slots:  # free times that day, none in the part asked for
+            turn.say("conv_part_full", date=label)
+            turn.data["day"] = day.isoformat()
+            enter_time(turn)
+            return True
+        if opening.weekly_hours(turn.profile) and _works(turn, day):
+            # A working day that is full: the waitlist, or the nearest free days.
+            if part:
+                turn.data["part"] = part
+            enter_full(turn, arg=day.isoformat())
+            return True
+        turn.say("conv_day_full_nearest", date=label)
+        enter_day(turn, arg=day.isoformat())
+        return True
+    if wanted_time or part:
+        days = availability.days_with_free_slots(
+            turn.session,
+            turn.profile,
+            service_id=turn.data["service"],
+            practitioner_id=_practitioner_filter(turn),
+            now=turn.now,
+            limit=MAX_LIST_ROWS,
+        )
+        for day in days:
+            slots = _free_slots(turn, day)
+            if wanted_time:
+                exact = [s for s in slots if _local_time(turn, s) == wanted_time]
+                if exact:
+                    _pick_slot(turn, exact[0])
+                    return True
+            elif any(_part(turn, s) == part for s in slots):
+                turn.data["day"], turn.data["part"] = day.isoformat(), part
+                enter_time(turn)
+                return True
+        turn.say("conv_time_nowhere", time=wanted_time or turn.t(f"conv_part_{part}"))
+    return False
+
+
+def enter_full(turn: Turn, arg=None, **_) -> None:
+    """A requested working day is full: its waitlist, or the nearest days (waitlist.py)."""
+    turn.data["full_day"] = arg
+    label = render.day_long(turn.profile, turn.lang, date.fromisoformat(arg))
+    turn.prompt(
+        "full",
+        "buttons",
+        turn.t("conv_day_full_waitlist", date=label),
+        [
+            Option("waitlist", turn.t("conv_waitlist_join")),
+            Option("other", turn.t("conv_other_days")),
+        ],
+        arg=arg,
+    )
+
+
+def _works(turn: Turn, day: date) -> bool:
+    """True when someone who offers the service works that day (not a closure)."""
+    if availability.is_closed(turn.profile, day):
+        return False
+    people = availability.candidates(turn.profile, turn.data["service"], _practitioner_filter(turn))
+    return any(p.hours.get(WEEKDAYS[day.weekday()]) for p in people)
+
+
+def _part(turn: Turn, slot) -> str:
+    from clinic_bot.domain.understanding.dates import part_of
+
+    return part_of(render.local(turn.profile, slot.starts_at).time())
+
+
+def _day_title(turn: Turn, d: date) -> str:
+    today = availability.local_today(turn.now, turn.profile.timezone)
+    label = render.day_label(turn.profile, turn.lang, d)
+    if d == today:
+        return shorten(f"{turn.t('conv_today')}, {label}", ROW_TITLE)
+    if d == today + timedelta(days=1):
+        return shorten(f"{turn.t('conv_tomorrow')}, {label}", ROW_TITLE)
+    return label
+
+
 def enter_day(turn: Turn, arg=None, **_) -> None:
     """Days with free slots, a page at a time ("Later days" pages on)."""
     turn.state = "day"
+    want = turn.data.pop("want", None)
+    if want and _jump(turn, want):
+        return
+    turn.state = "day"
+    turn.data.pop("part", None)
+    turn.data.pop("near", None)
     after = date.fromisoformat(arg) if arg else None
     days = availability.days_with_free_slots(
         turn.session,
@@ -216,15 +416,23 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
     options = [
         Option(
             d.isoformat(),
-            render.day_label(turn.profile, turn.lang, d),
-            aliases=(d.isoformat(), f"{d.day}/{d.month}", f"{d.day}.{d.month}"),
+            _day_title(turn, d),
+            aliases=(
+                render.day_label(turn.profile, turn.lang, d),
+                d.isoformat(),
+                f"{d.day}/{d.month}",
+                f"{d.day}.{d.month}",
+            ),
         )
         for d in days
     ]
-    if len(options) == MAX_LIST_ROWS:
-        options = options[:PAGE]
-        turn.data["day_next"] = days[PAGE - 1].isoformat()
+    first = [] if arg else [Option("next", turn.t("conv_next_available"), _first_free(turn, days))]
+    room = MAX_LIST_ROWS - len(first)
+    if len(options) > room:
+        options = options[: room - 1]
+        turn.data["day_next"] = days[room - 2].isoformat()
         options.append(Option("more", turn.t("conv_later_days"), aliases=("more", "mas")))
+    options = first + options
     turn.prompt(
         "day",
         "list",
@@ -236,11 +444,57 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
     )
 
 
+def _first_free(turn: Turn, days: list[date]) -> str:
+    """The description of "Next available": when it is ('Tue 24 Nov 11:00')."""
+    slots = _free_slots(turn, days[0]) if days else []
+    return render.when_short(turn.profile, turn.lang, slots[0].starts_at) if slots else ""
+
+
 def choose_day(turn: Turn, value: str) -> None:
     if value == "more":
         go(turn, "more", arg=turn.data.get("day_next"))
         return
+    if value == "next":
+        days = availability.days_with_free_slots(
+            turn.session,
+            turn.profile,
+            service_id=turn.data["service"],
+            practitioner_id=_practitioner_filter(turn),
+            now=turn.now,
+            limit=1,
+        )
+        slots = _free_slots(turn, days[0]) if days else []
+        if not slots:
+            no_times(turn)
+            return
+        _pick_slot(turn, slots[0])
+        return
     turn.data["day"] = value
+    go(turn, "picked")
+
+
+def enter_part(turn: Turn, again: bool = False, **_) -> None:
+    """Morning / Afternoon / Evening, when the day has more free times than a list holds."""
+    turn.state = "part"
+    turn.data.pop("part", None)
+    turn.data.pop("near", None)
+    slots = _free_slots(turn, date.fromisoformat(turn.data["day"]))
+    present = {_part(turn, s) for s in slots}
+    parts = [p for p in ("morning", "afternoon", "evening") if p in present]
+    if len(slots) <= MAX_LIST_ROWS or len(parts) < 2:
+        go(turn, "skip")
+        return
+    day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
+    turn.prompt(
+        "part",
+        "buttons",
+        turn.t("conv_part_ask", date=day),
+        [Option(p, turn.t(f"conv_part_button_{p}"), aliases=(p,)) for p in parts],
+    )
+
+
+def choose_part(turn: Turn, value: str) -> None:
+    turn.data["part"] = value
     go(turn, "picked")
 
 
@@ -272,12 +526,29 @@ def _free_slots(turn: Turn, day: date):
 def enter_time(turn: Turn, arg=None, **_) -> None:
     """Free start times on the chosen day; "Later times" pages on."""
     turn.state = "time"
-    after = datetime.fromisoformat(arg) if arg else None
-    slots = [
+    before = datetime.fromisoformat(arg[1:]) if arg and arg.startswith("<") else None
+    after = datetime.fromisoformat(arg) if arg and not before else None
+    part, near = turn.data.get("part"), turn.data.get("near")
+    day_slots = [
         s
         for s in _free_slots(turn, date.fromisoformat(turn.data["day"]))
-        if after is None or s.starts_at > after
+        if not part or _part(turn, s) == part
     ]
+    slots = [s for s in day_slots if after is None or s.starts_at > after]
+    if before is not None:
+        earlier_ones = [s for s in day_slots if s.starts_at < before]
+        slots = earlier_ones[-(PAGE - 1) :] if len(earlier_ones) > PAGE else earlier_ones
+        slots += [s for s in day_slots if s.starts_at >= before]
+    if near and after is None and len(slots) > PAGE:
+        # The times nearest the one asked for, in order of the clock.
+        hh, mm = (int(x) for x in near.split(":"))
+        wanted = hh * 60 + mm
+
+        def distance(s):
+            t = render.local(turn.profile, s.starts_at)
+            return abs(t.hour * 60 + t.minute - wanted)
+
+        slots = sorted(sorted(slots, key=distance)[:PAGE], key=lambda s: s.starts_at)
     if not slots:
         turn.say("conv_day_full")
         go(turn, "gone")
@@ -298,10 +569,18 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
                 aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
             )
         )
-    if len(slots) > MAX_LIST_ROWS:
-        options = options[:PAGE]
-        turn.data["time_next"] = slots[PAGE - 1].starts_at.isoformat()
+    has_earlier = bool(slots) and any(s.starts_at < slots[0].starts_at for s in day_slots)
+    room = MAX_LIST_ROWS - (1 if has_earlier else 0)
+    if len(slots) > room:
+        options = options[: room - 1]
+        turn.data["time_next"] = slots[room - 2].starts_at.isoformat()
         options.append(Option("more", turn.t("conv_later_times"), aliases=("more", "mas")))
+    else:
+        options = options[:room]
+    if has_earlier:
+        turn.data["time_prev"] = "<" + slots[0].starts_at.isoformat()
+        earlier = Option("earlier", turn.t("conv_earlier_times"), aliases=("earlier", "antes"))
+        options = [earlier, *options]
     day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
     turn.prompt(
         "time",
@@ -317,6 +596,9 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
 def choose_time(turn: Turn, value: str) -> None:
     if value == "more":
         go(turn, "more", arg=turn.data.get("time_next"))
+        return
+    if value == "earlier":
+        go(turn, "more", arg=turn.data.get("time_prev"))
         return
     starts_at, pid = parse_slot_value(value)
     turn.data["slot"] = {"at": starts_at.isoformat(), "p": pid}
@@ -349,8 +631,13 @@ def answer_name(turn: Turn, text: str) -> bool:
     return True
 
 
+def per_visit(turn: Turn) -> bool:
+    """Profile switch `intake_per_visit`: the questions are asked at every booking."""
+    return bool(getattr(turn.profile, "intake_per_visit", False))
+
+
 def _pending_question(turn: Turn):
-    answered = turn.patient.intake or {}
+    answered = turn.data.get("answers", {}) if per_visit(turn) else (turn.patient.intake or {})
     return next((q for q in turn.profile.intake if q.id not in answered), None)
 
 
@@ -390,7 +677,27 @@ def enter_intake(turn: Turn, arg=None, again: bool = False, **_) -> None:
 
 def _store_answer(turn: Turn, value: str) -> None:
     turn.patient.intake = {**(turn.patient.intake or {}), turn.data["q"]: value}
+    if per_visit(turn):
+        turn.data["answers"] = {**turn.data.get("answers", {}), turn.data["q"]: value}
     go(turn, "answered")
+
+
+def visit_reason(turn: Turn) -> str | None:
+    """This booking's intake answers for staff, in the clinic's language (per-visit only)."""
+    answers = turn.data.get("answers") or {}
+    if not per_visit(turn) or not answers:
+        return None
+    lang = turn.profile.language
+    lines = []
+    for q in turn.profile.intake:
+        if q.id not in answers:
+            continue
+        value = answers[q.id]
+        option = next((o for o in q.options if o["id"] == value), None)
+        if option:
+            value = option["title"].get(lang) or next(iter(option["title"].values()))
+        lines.append(value if len(turn.profile.intake) == 1 else f"{q.id}: {value}")
+    return "\n".join(lines)[: INTAKE_TEXT_MAX * 2]
 
 
 def choose_intake(turn: Turn, value: str) -> None:
@@ -405,14 +712,19 @@ def answer_intake(turn: Turn, text: str) -> bool:
     return True
 
 
+def practitioner_title(turn: Turn, person) -> str:
+    """A practitioner's title in the patient's language (`practitioner_<id>` text)."""
+    return turn.profile.texts.get(turn.lang, {}).get(f"practitioner_{person.id}") or person.name
+
+
 def _who(turn: Turn, pid: str | None) -> str:
     person = turn.profile.practitioner(pid) if pid else None
-    return person.name if person else turn.t("conv_any_practitioner")
+    return practitioner_title(turn, person) if person else turn.t("conv_any_practitioner")
 
 
 def _service_name(turn: Turn, sid: str | None) -> str:
     service = turn.profile.service(sid) if sid else None
-    return service.name if service else turn.t("conv_service_default")
+    return service_title(turn, service) if service else turn.t("conv_service_default")
 
 
 def enter_summary(turn: Turn, **_) -> None:
@@ -483,6 +795,8 @@ def place(turn: Turn) -> None:
                 starts_at=at,
                 now=turn.now,
             )
+            appt.visit_reason = visit_reason(turn)
+            waitlist.leave(turn.session, turn.patient, "booked")  # booked otherwise: off the list
             go(turn, "confirm", appt=appt)
     except booking.SlotTaken:
         turn.say("conv_slot_taken")
@@ -505,9 +819,10 @@ def enter_booked(turn: Turn, appt: Appointment | None = None, **_) -> None:
         when=render.when(turn.profile, turn.lang, appt.starts_at),
         address=turn.profile.address,
     )
+    title = f"{_service_name(turn, appt.service_id)} – {turn.profile.name}"
     turn.ctx.outbox.document(
         turn.patient,
-        appointment_invitation(appt, turn.profile),
+        appointment_invitation(appt, turn.profile, title=title),
         turn.t("conv_ics_filename"),
         "text/calendar",
         turn.t("conv_ics_caption"),
@@ -646,6 +961,13 @@ def choose_cancel_confirm(turn: Turn, value: str) -> None:
     if value == "yes":
         booking.cancel(turn.session, appt, now=turn.now)
         turn.say("conv_appt_cancelled", when=render.when(turn.profile, turn.lang, appt.starts_at))
+        turn.ctx.outbox.document(
+            turn.patient,
+            appointment_cancellation(appt, turn.profile),
+            turn.t("conv_ics_filename"),
+            "text/calendar",
+            turn.t("conv_ics_cancel_caption"),
+        )
     else:
         turn.say("conv_appt_kept")
     turn.rest(next_state("cancel_confirm", value))
@@ -675,8 +997,19 @@ def repeat_or_menu(turn: Turn) -> None:
 def enter_handoff(turn: Turn, auto: bool = False, **_) -> None:
     """Hand the chat to reception: the bot stays silent until staff resolve it."""
     turn.patient.handoff_since = turn.now
-    turn.say("conv_handoff_auto" if auto else "conv_handoff_started")
+    note = closed_note(turn)
+    text = turn.t("conv_handoff_auto" if auto else "conv_handoff_started")
+    turn.ctx.outbox.text(turn.patient, f"{text}\n{note}" if note else text)
     turn.rest("handoff")
+    turn.data["told_closed"] = bool(note)
+
+
+def closed_note(turn: Turn) -> str:
+    """'' while the clinic is open, else when reception will answer."""
+    opens = opening.next_opening(turn.profile, turn.now)
+    if opens is None or opens == turn.now:
+        return ""
+    return turn.t("conv_reception_closed", when=render.when(turn.profile, turn.lang, opens))
 
 
 def enter_idle(turn: Turn, **_) -> None:
@@ -690,6 +1023,8 @@ ENTER = {
     "service": enter_service,
     "practitioner": enter_practitioner,
     "day": enter_day,
+    "part": enter_part,
+    "full": enter_full,
     "time": enter_time,
     "name": enter_name,
     "intake": enter_intake,
@@ -707,6 +1042,7 @@ CHOOSE = {
     "service": choose_service,
     "practitioner": choose_practitioner,
     "day": choose_day,
+    "part": choose_part,
     "time": choose_time,
     "intake": choose_intake,
     "summary": choose_summary,

@@ -8,7 +8,7 @@ and `steps.go` looks the next state up here, so this table is the flow, not a co
 from __future__ import annotations
 
 # States that wait for no particular answer: any message from there shows the menu.
-RESTING = ("idle", "booked", "confirmed", "cancelled", "kept")
+RESTING = ("idle", "booked", "confirmed", "cancelled", "kept", "wrong_number", "waitlisted")
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     "idle": {"message": "menu"},
@@ -22,7 +22,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Booking (and rescheduling, which re-enters at "service" with the service known).
     "service": {"picked": "practitioner", "skip": "practitioner"},
     "practitioner": {"picked": "day", "skip": "day"},
-    "day": {"picked": "time", "more": "day", "none": "menu"},
+    "day": {"picked": "part", "more": "day", "none": "menu"},
+    # Morning / Afternoon / Evening, only when the day has more times than a list holds.
+    "part": {"picked": "time", "skip": "time"},
     "time": {"picked": "name", "more": "time", "gone": "day"},
     "name": {"answered": "intake", "skip": "intake"},
     "intake": {"answered": "intake", "skip": "summary"},
@@ -35,6 +37,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         "failed": "menu",
     },
     "booked": {"message": "menu"},
+    # A requested day is full: join its waitlist, or the nearest days (waitlist.py).
+    "full": {"waitlist": "waitlisted", "other": "day"},
+    "waitlisted": {"message": "menu"},
     # My appointments; the action taps (also on reminders) enter "appointment" from anywhere.
     "appointments": {"picked": "appointment", "skip": "appointment", "none": "menu"},
     "appointment": {
@@ -46,8 +51,11 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "confirmed": {"message": "menu"},
     "cancelled": {"message": "menu"},
     "kept": {"message": "menu"},
-    # Talk to reception: the bot is silent until staff resolve it or it idles out.
-    "handoff": {"resolved": "idle", "expired": "menu"},
+    # "Wrong number": an apology and the STOP hint, then silence until spoken to.
+    "wrong_number": {"message": "menu"},
+    # Talk to reception: the bot leaves the chat to staff until they resolve it, it idles
+    # out, or the patient types MENU; appointment taps (reminders) are still answered.
+    "handoff": {"resolved": "idle", "expired": "menu", "menu": "menu"},
 }
 
 # Understood at every prompt, typed or tapped; "back" returns to the previous prompt.
