@@ -13,7 +13,8 @@ from clinic_bot.core.runtime import EXTENSION_KEY, Runtime
 from clinic_bot.intake import webhook
 from clinic_bot.sandbox import gateway as sandbox_gateway
 from clinic_bot.settings import Settings
-from clinic_bot.web import api, feeds, health, staff
+from clinic_bot.operations.logging import configure_logging, install_request_ids, log_format
+from clinic_bot.web import api, feeds, health, metrics, staff
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
@@ -40,7 +41,9 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.extensions[EXTENSION_KEY] = runtime
     register_blueprints(app, runtime)
     register_errorhandlers(app)
-    configure_logging()
+    install_request_ids(app)
+    if not logging.getLogger().handlers:  # gunicorn's workers: our handler, our format
+        configure_logging(log_format())
     return app
 
 
@@ -51,6 +54,7 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     api.register(app)
     staff.register(app)
     app.register_blueprint(feeds.bp)
+    metrics.register(app)
     if runtime.settings.sandbox:
         app.register_blueprint(sandbox_gateway.bp)
 
@@ -75,12 +79,3 @@ def register_errorhandlers(app: Flask) -> None:
         app.logger.exception("unhandled error on %s", request.path)
         body = {"error": {"code": "internal_error", "message": "unexpected error; it is logged"}}
         return jsonify(body), 500
-
-
-def configure_logging() -> None:
-    """Plain, timestamped log lines on stderr (Heroku collects them)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )

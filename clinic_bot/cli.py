@@ -21,6 +21,7 @@ from clinic_bot.core.migrate import upgrade
 from clinic_bot.core.runtime import Runtime
 from clinic_bot.domain.profile import ProfileError
 from clinic_bot.models import StaffUser
+from clinic_bot.operations.logging import configure_logging, log_format
 from clinic_bot.settings import Settings
 from clinic_bot.web.api.auth import create_token
 from clinic_bot.worker import Worker
@@ -45,11 +46,7 @@ def _upgrade(settings: Settings) -> None:
 @click.group()
 def main() -> None:
     """clinic_bot: WhatsApp appointments for one clinic."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(log_format())
     # Every tick would log two lines at INFO; keep the log for what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -23,6 +23,8 @@ from clinic_bot.models import InboxEvent, OutboxMessage, Patient
 from clinic_bot.models.statuses import UNSENT, DeliveryStatus
 
 log = logging.getLogger(__name__)
+# One line per send attempt, ids only (operators filter on this logger).
+send_log = logging.getLogger("clinic_bot.sends")
 
 MAX_SEND_ATTEMPTS = 10
 BACKOFF_BASE = 2.0  # seconds; long enough for a timed-out send's echo to arrive first
@@ -172,8 +174,22 @@ class Relay:
                 if row is not None and row.status == "sending":
                     row.status, row.last_error = "cancelled", "patient opted out"
             return
+        started = time.monotonic()
         result = self.client.send(endpoint, body)
         self.record(row_id, result, attempts)
+        send_log.info(
+            "send %s: %s",
+            row_id,
+            "sent" if result.ok else "retry" if result.retryable else "refused",
+            extra={
+                "outbox_id": row_id,
+                "message_id": result.message_id,
+                "endpoint": endpoint,
+                "status_code": result.status_code,
+                "outcome": "sent" if result.ok else "retry" if result.retryable else "refused",
+                "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
 
     def record(self, row_id: int, result: SendResult, attempts: int) -> None:
         """Store what one send attempt gave: sent, a retry later, or a dead letter."""

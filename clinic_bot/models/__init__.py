@@ -12,11 +12,13 @@ from clinic_bot.models.core import (
     Reaction,
     StaffUser,
 )
+from clinic_bot.models.operations import AuditEntry
 from clinic_bot.models.reminders import Reminder  # noqa: F401
 from clinic_bot.models.sandbox import SandboxMessage
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Appointment",
     "BusyBlock",
     "GatewayState",
