@@ -186,7 +186,10 @@ def erase_patient(
             (Reaction.patient_id == p.id) | Reaction.target_message_id.in_(provider_ids)
         ),
     )
-    gone("broadcast_recipients", delete(BroadcastRecipient).where(BroadcastRecipient.patient_id == p.id))
+    gone(
+        "broadcast_recipients",
+        delete(BroadcastRecipient).where(BroadcastRecipient.patient_id == p.id),
+    )
     if appt_ids:
         gone("reminders", delete(Reminder).where(Reminder.appointment_id.in_(appt_ids)))
         session.execute(delete(ImportedEvent).where(ImportedEvent.appointment_id.in_(appt_ids)))
