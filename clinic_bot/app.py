@@ -11,9 +11,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from clinic_bot.bootstrap import build_runtime
 from clinic_bot.core.runtime import EXTENSION_KEY, Runtime
 from clinic_bot.intake import webhook
+from clinic_bot.operations.logging import configure_logging, install_request_ids, log_format
 from clinic_bot.sandbox import gateway as sandbox_gateway
 from clinic_bot.settings import Settings
-from clinic_bot.operations.logging import configure_logging, install_request_ids, log_format
 from clinic_bot.web import api, feeds, health, metrics, staff
 
 MAX_WEBHOOK_BYTES = 1024 * 1024

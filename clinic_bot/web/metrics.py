@@ -11,8 +11,8 @@ import hmac
 import os
 
 from flask import Blueprint, Response, abort, current_app, request
-from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
