@@ -21,6 +21,8 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> Flask:
     """Build the web app: webhook intake, health, JSON API, staff UI and (unset token) sandbox."""
+    if not logging.getLogger().handlers:  # gunicorn's workers: our handler, our format
+        configure_logging(log_format())
     if runtime is None:
         runtime = build_runtime(settings or Settings.from_env())
     app = Flask(__name__, instance_path=str(runtime.settings.instance_path))
@@ -42,8 +44,6 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     register_blueprints(app, runtime)
     register_errorhandlers(app)
     install_request_ids(app)
-    if not logging.getLogger().handlers:  # gunicorn's workers: our handler, our format
-        configure_logging(log_format())
     return app
 
 
