@@ -7,7 +7,7 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -100,16 +100,11 @@ class Settings:
     worker_lease_seconds: float | None = None
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def sandbox(self) -> bool:
         """True when no Whapi token is set: the built-in sandbox gateway answers instead."""
         return not self.whapi_token
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
