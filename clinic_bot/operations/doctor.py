@@ -331,7 +331,7 @@ def _check_clock(gateway_date: datetime | None, db_now: datetime | None) -> Chec
 
 def _check_disk(settings: Settings) -> Check:
     name = "disk space"
-    if not settings.is_sqlite:
+    if not settings.database_url.startswith("sqlite"):
         return Check(name, SKIP, "skipped: the database is not SQLite")
     database = make_url(settings.database_url).database or ""
     folder = Path(database).resolve().parent if database else settings.instance_path

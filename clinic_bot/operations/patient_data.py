@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Text, cast, delete, select
 from sqlalchemy.orm import Session
 
-from clinic_bot.domain.phones import chat_id_for, normalize_phone
+from clinic_bot.domain.phones import normalize_phone
 from clinic_bot.models import (
     Appointment,
     AuditEntry,
@@ -28,6 +28,11 @@ from clinic_bot.models import (
 from clinic_bot.models.broadcasts import BroadcastRecipient
 from clinic_bot.models.calendar import ImportedEvent
 from clinic_bot.models.statuses import ACTIVE_APPOINTMENT
+
+
+def chat_id_for(phone: str) -> str:
+    """The WhatsApp chat id of a stored phone (CONTRACT §7)."""
+    return f"{phone}@s.whatsapp.net"
 
 
 class PatientDataError(Exception):

@@ -138,6 +138,7 @@ def _build(d: dict, source: Path | None) -> Profile:
         idle_reset=bk["idle_reset"],
         handoff_idle=bk["handoff_idle"],
         notify_on_staff_booking=bk["notify_patient_on_staff_booking"],
+        retention_keep=d["retention"]["keep"],
         # The example profile writes closures inside [booking]; a top-level key also works.
         closures=d["closures"] if d["closures"] is not None else bk["closures"],
         services=services,

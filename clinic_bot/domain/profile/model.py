@@ -68,6 +68,7 @@ class Profile:
     intake: list[IntakeQuestion]
     texts: dict[str, dict[str, str]]
     source: Path | None = None
+    retention_keep: timedelta = timedelta(days=180)
 
     @property
     def languages(self) -> list[str]:
