@@ -14,7 +14,8 @@ from gunicorn.glogging import Logger
 
 from clinic_bot.operations.logging import log_format, make_formatter, redact
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# WEB_BIND (e.g. 127.0.0.1:8000 behind a local TLS proxy) wins over all interfaces on $PORT.
+bind = os.environ.get("WEB_BIND") or f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"

@@ -150,6 +150,9 @@ def test_release_then_web_then_worker_answer_a_patient(heroku_env, tmp_path):
         web_code = stop(web)
     assert worker_code == 0, worker_log.read_text()[-3000:]
     assert web_code == 0, web_log.read_text()[-3000:]
+    # The webhook went to the path form: its secret is a credential, never in the access log.
+    assert "/webhooks/whapi/[secret]" in web_log.read_text()
+    assert SECRET not in web_log.read_text()
 
 
 def test_web_refuses_to_boot_with_a_bad_profile_and_says_which_key(heroku_env, tmp_path):
