@@ -8,6 +8,7 @@ queue and event figures are read from the database, which every process shares.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -20,6 +21,7 @@ from clinic_bot.core.runtime import get_runtime
 from clinic_bot.operations.metrics import DatabaseCollector
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
 
 WEBHOOK_REQUESTS = Counter(
     "clinic_bot_webhook_requests",
@@ -36,13 +38,17 @@ def register(app) -> None:
     @app.after_request
     def _count_webhooks(response):
         if request.path.startswith("/webhooks/whapi") and request.method == "POST":
-            WEBHOOK_REQUESTS.labels(status=str(response.status_code)).inc()
+            try:
+                WEBHOOK_REQUESTS.labels(status=str(response.status_code)).inc()
+            except OSError:  # a missing PROMETHEUS_MULTIPROC_DIR must never fail a webhook
+                log.warning("could not count a webhook answer: no metrics folder")
         return response
 
 
 def _process_metrics() -> bytes:
     """This server's own counters: all gunicorn workers' when multi-process mode is on."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and os.path.isdir(folder):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return generate_latest(registry)
