@@ -273,7 +273,7 @@ class ProfileSchema(Schema):
 
 
 # The tables a file may leave out; they are loaded as empty tables so their defaults apply.
-OPTIONAL_TABLES = ("reminders", "broadcasts", "booking")
+OPTIONAL_TABLES = ("reminders", "broadcasts", "booking", "retention")
 
 
 def describe() -> str:
