@@ -176,7 +176,8 @@ def _check_channel(whapi: WhapiClient, settings: Settings) -> tuple[Check, datet
             None,
         )
     date = _date_header(resp)
-    if resp.status_code in (401, 403):
+    # Whapi answers an unknown token with 404 "Channel not found", a revoked one with 401.
+    if resp.status_code in (401, 403, 404):
         return (
             Check(
                 name,
@@ -195,6 +196,7 @@ def _check_channel(whapi: WhapiClient, settings: Settings) -> tuple[Check, datet
             Check(name, FAIL, f"GET /health answered HTTP {resp.status_code}", "retry later"),
             date,
         )
+    data = data.get("health", data) if isinstance(data.get("health"), dict) else data
     status = data.get("status") or {}
     state = status.get("text") if isinstance(status, dict) else str(status)
     channel = data.get("channel_id")

@@ -89,13 +89,13 @@ def test_doctor_cli_prints_a_tick_per_check_and_exits_0(healthy, tmp_path):
 
 
 class RefusingGateway:
-    """A Whapi stand-in that refuses every token, as Whapi does with a wrong one."""
+    """A Whapi stand-in that refuses every token: 404 "Channel not found" for an unknown one."""
 
-    def __init__(self):
+    def __init__(self, status: int = 404, message: str = "Channel not found"):
         @Request.application
         def app(request):
-            body = {"error": {"code": 401, "message": "Unauthorized", "details": "bad token"}}
-            return Response(json.dumps(body), 401, content_type="application/json")
+            body = {"error": {"code": status, "message": message}}
+            return Response(json.dumps(body), status, content_type="application/json")
 
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -105,8 +105,9 @@ class RefusingGateway:
         self.server.shutdown()
 
 
-def test_a_refused_token_is_a_cross_with_the_fix_and_exit_1(healthy, tmp_path):
-    gateway = RefusingGateway()
+@pytest.mark.parametrize("status", [404, 401])
+def test_a_refused_token_is_a_cross_with_the_fix_and_exit_1(healthy, tmp_path, status):
+    gateway = RefusingGateway(status)
     try:
         env = doctor_env(healthy, WHAPI_API_URL=gateway.url, WHAPI_TOKEN="wrong-token")
         report = run_doctor(env)
