@@ -11,17 +11,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from clinic_bot.bootstrap import build_runtime
 from clinic_bot.core.runtime import EXTENSION_KEY, Runtime
 from clinic_bot.intake import webhook
+from clinic_bot.operations.logging import configure_logging, install_request_ids, log_format
 from clinic_bot.sandbox import gateway as sandbox_gateway
 from clinic_bot.sandbox import simulator as sandbox_simulator
 from clinic_bot.settings import Settings
-from clinic_bot.web import api, feeds, health, staff
-from clinic_bot.web.access_log import install_log_redaction, install_werkzeug_redaction
+from clinic_bot.web import api, feeds, health, metrics, staff
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 def create_app(runtime: Runtime | None = None, settings: Settings | None = None) -> Flask:
     """Build the web app: webhook intake, health, JSON API, staff UI and (unset token) sandbox."""
+    if not logging.getLogger().handlers:  # gunicorn's workers: our handler, our format
+        configure_logging(log_format())
     if runtime is None:
         runtime = build_runtime(settings or Settings.from_env())
     app = Flask(__name__, instance_path=str(runtime.settings.instance_path))
@@ -44,7 +46,7 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
     app.extensions[EXTENSION_KEY] = runtime
     register_blueprints(app, runtime)
     register_errorhandlers(app)
-    configure_logging()
+    install_request_ids(app)
     return app
 
 
@@ -55,6 +57,7 @@ def register_blueprints(app: Flask, runtime: Runtime) -> None:
     api.register(app)
     staff.register(app)
     app.register_blueprint(feeds.bp)
+    metrics.register(app)
     if runtime.settings.sandbox:
         app.register_blueprint(sandbox_gateway.bp)
         app.register_blueprint(sandbox_simulator.bp)
@@ -80,14 +83,3 @@ def register_errorhandlers(app: Flask) -> None:
         app.logger.exception("unhandled error on %s", request.path)
         body = {"error": {"code": "internal_error", "message": "unexpected error; it is logged"}}
         return jsonify(body), 500
-
-
-def configure_logging() -> None:
-    """Plain, timestamped log lines on stderr (Heroku collects them); no secrets in them."""
-    install_werkzeug_redaction()
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    install_log_redaction()

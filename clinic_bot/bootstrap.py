@@ -11,7 +11,6 @@ import logging
 import shutil
 from collections.abc import Callable
 
-from clinic_bot.adapters.whapi.client import WhapiClient
 from clinic_bot.core.clock import system_clock
 from clinic_bot.core.db import Database
 from clinic_bot.core.registry import Registry
@@ -21,8 +20,10 @@ from clinic_bot.domain import events as ev
 from clinic_bot.domain.broadcasts import skip_for_patient
 from clinic_bot.domain.profile import Profile, load_profile
 from clinic_bot.domain.waitlist import leave_on_opt_out
+from clinic_bot.operations.gateway_timing import TimedWhapiClient, flush_latency
+from clinic_bot.operations.logging import log_every_handler
 from clinic_bot.reactions import calls, channel, emoji, messages, statuses
-from clinic_bot.schedules import broadcasts, waitlist
+from clinic_bot.schedules import broadcasts, retention, waitlist
 from clinic_bot.schedules.reminders import followups, plan, tick
 from clinic_bot.settings import EXAMPLE_PROFILE, Settings
 
@@ -68,6 +69,8 @@ def install_ticks(registry: Registry) -> None:
     registry.every_tick("reminders", tick.send_due)
     registry.every_tick("broadcasts", broadcasts.pace)
     registry.every_tick("waitlist", waitlist.tick)
+    registry.every_tick("retention", retention.run_daily)
+    registry.every_tick("gateway-latency", flush_latency)
 
 
 def install_everything(registry: Registry) -> None:
@@ -75,6 +78,8 @@ def install_everything(registry: Registry) -> None:
     install_reactions(registry)
     install_hooks(registry)
     install_ticks(registry)
+    # Last: one log line per handled event, whichever reactions were installed above.
+    log_every_handler(registry)
 
 
 def build_runtime(
@@ -91,7 +96,7 @@ def build_runtime(
         settings=settings,
         db=Database(settings.database_url, **db_kw),
         profile=profile or load_profile(settings.clinic_config),
-        client=WhapiClient(settings.whapi_api_url, settings.whapi_token or "sandbox"),
+        client=TimedWhapiClient(settings.whapi_api_url, settings.whapi_token or "sandbox"),
         clock=clock or system_clock,
     )
     install(runtime.registry)

@@ -22,7 +22,8 @@ from clinic_bot.core.migrate import upgrade
 from clinic_bot.core.runtime import Runtime
 from clinic_bot.domain.profile import ProfileError
 from clinic_bot.models import ApiToken, StaffSession, StaffUser
-from clinic_bot.settings import Settings
+from clinic_bot.operations.logging import configure_logging, log_format
+from clinic_bot.settings import Settings, SettingsError
 from clinic_bot.web.access_log import install_log_redaction
 from clinic_bot.web.api.auth import create_token
 from clinic_bot.web.calendar_sync import run_import
@@ -31,10 +32,19 @@ from clinic_bot.worker import Worker
 log = logging.getLogger("clinic_bot")
 
 
+def _settings(**overrides) -> Settings:
+    """The settings for a command; a configuration that cannot run stops it with the reason."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
 def _runtime(settings: Settings | None = None) -> Runtime:
     """The runtime for a command; a bad clinic profile stops it with the key named."""
     try:
-        return build_runtime(settings or Settings.from_env())
+        return build_runtime(settings or _settings())
     except ProfileError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -48,11 +58,7 @@ def _upgrade(settings: Settings) -> None:
 @click.group()
 def main() -> None:
     """clinic_bot: WhatsApp appointments for one clinic."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(log_format())
     # No secrets, phones or message texts in the log (database errors' DETAIL lines included).
     install_log_redaction()
     # Every tick would log two lines at INFO; keep the log for what matters.
@@ -69,9 +75,9 @@ def run(host: str, port: int | None) -> None:
     """Web and worker in one process (SQLite and the sandbox gateway by default)."""
     from werkzeug.serving import make_server
 
-    settings = Settings.from_env()
+    settings = _settings()
     if port is not None and port != settings.port:
-        settings = Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}")
+        settings = _settings(port=port, public_url=f"http://127.0.0.1:{port}")
         if settings.sandbox:
             settings.whapi_api_url = f"{settings.public_url}/sandbox/gateway"
     if ensure_profile(settings):
@@ -174,7 +180,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply Alembic migrations."""
-    settings = Settings.from_env()
+    settings = _settings()
     _upgrade(settings)
     click.echo("database is up to date")
 
@@ -408,6 +414,106 @@ def webhook_register(public_url: str) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(f"webhook registered: {url}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
+@click.option("--url", "public_url", default=None, help="this app's public URL (round trip)")
+def doctor(as_json: bool, public_url: str | None) -> None:
+    """Check configuration, database, Whapi, webhook, worker, clock and disk; exit 1 on a ✗."""
+    import json
+
+    from clinic_bot.operations.doctor import run_doctor
+
+    report = run_doctor(public_url=public_url or os.environ.get("PUBLIC_URL"))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        for check in report.checks:
+            click.echo(check.line())
+        click.echo("all checks passed" if report.ok else "some checks failed: see the fixes above")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def patient() -> None:
+    """Data-subject requests: export or erase everything about one patient."""
+
+
+@patient.command("export")
+@click.argument("phone")
+@click.option("-o", "--output", default=None, help="file to write (default: stdout)")
+def patient_export(phone: str, output: str | None) -> None:
+    """Print everything stored about the patient with PHONE as JSON."""
+    import json
+
+    from clinic_bot.domain.phones import InvalidPhone
+    from clinic_bot.models import AuditEntry
+    from clinic_bot.operations.patient_data import PatientDataError, export_patient, subject_hash
+
+    runtime = _runtime()
+    try:
+        with runtime.db.transaction() as s:
+            data = export_patient(s, phone)
+            s.add(
+                AuditEntry(
+                    at=runtime.clock(),
+                    action="patient_export",
+                    target=subject_hash(data["patient"]["phone"], runtime.settings.secret_key),
+                    detail={"appointments": len(data["appointments"])},
+                )
+            )
+    except (InvalidPhone, PatientDataError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if output in (None, "-"):
+        click.echo(text)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        click.echo(f"wrote {output}", err=True)
+
+
+@patient.command("erase")
+@click.argument("phone")
+@click.option("--force", is_flag=True, help="erase even with an appointment still ahead")
+def patient_erase(phone: str, force: bool) -> None:
+    """Remove everything about the patient with PHONE; one audit entry (no phone) stays."""
+    import json
+
+    from clinic_bot.domain.phones import InvalidPhone
+    from clinic_bot.operations.patient_data import PatientDataError, erase_patient
+
+    runtime = _runtime()
+    try:
+        with runtime.db.transaction() as s:
+            counts = erase_patient(
+                s, phone, runtime.clock(), key=runtime.settings.secret_key, force=force
+            )
+    except (InvalidPhone, PatientDataError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps({"erased": counts}))
+
+
+@main.group()
+def retention() -> None:
+    """Message bodies, payloads and intake answers past the profile's retention period."""
+
+
+@retention.command("run")
+def retention_run() -> None:
+    """Remove old content now (the worker does it daily) and print what was removed."""
+    import json
+
+    from clinic_bot.operations.retention import apply_retention, describe, retention_period
+
+    runtime = _runtime()
+    with runtime.db.transaction() as s:
+        report = apply_retention(s, runtime.clock(), retention_period(runtime.profile))
+    click.echo(describe(report), err=True)
+    click.echo(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -17,6 +19,32 @@ GENERATED_SECRETS = ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET", "CALENDAR_FEED_TOKEN"
 # The least time between two proactive sends (reminders, follow-ups, broadcasts) from the
 # clinic's number, enforced when they are sent; env PROACTIVE_MIN_INTERVAL_SECONDS.
 PROACTIVE_MIN_INTERVAL = 1.0
+# With a real Whapi token these must come from the environment: a secret generated per process
+# (each dyno has its own disk) would make web and worker disagree and change on every restart.
+PRODUCTION_SECRETS = ("SECRET_KEY", "WHAPI_WEBHOOK_SECRET")
+
+
+class SettingsError(ValueError):
+    """A configuration that cannot run; the message says which variable and what to do."""
+
+
+def check_production_secrets(env: dict[str, str]) -> None:
+    """Refuse to start in production (WHAPI_TOKEN set) without the secrets in the environment."""
+    if not env.get("WHAPI_TOKEN"):
+        return
+    missing = [k for k in PRODUCTION_SECRETS if not env.get(k)]
+    if missing:
+        names = ", ".join(missing)
+        raise SettingsError(
+            f"configuration: {names} must be set when WHAPI_TOKEN is set (production); "
+            "generate each with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+            "and set it (Heroku: heroku config:set NAME=value)"
+        )
+
+
+def derived_secret(secret_key: str, purpose: str) -> str:
+    """A secret derived from SECRET_KEY, the same in every process that shares it."""
+    return hmac.new(secret_key.encode(), purpose.encode(), hashlib.sha256).hexdigest()
 
 
 def default_instance_path() -> Path:
@@ -99,6 +127,9 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
         """Read the environment; secrets missing from it are generated once into the instance."""
         env = dict(os.environ if env is None else env)
+        check_production_secrets(env)
+        if env.get("WHAPI_TOKEN") and not env.get("CALENDAR_FEED_TOKEN"):
+            env["CALENDAR_FEED_TOKEN"] = derived_secret(env["SECRET_KEY"], "calendar-feed")
         instance = Path(overrides.pop("instance_path", None) or default_instance_path())
         instance.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(instance)

@@ -37,6 +37,8 @@ from clinic_bot.models.reminders import Reminder
 from clinic_bot.models.statuses import UNSENT, DeliveryStatus
 
 log = logging.getLogger(__name__)
+# One line per send attempt, ids only (operators filter on this logger).
+send_log = logging.getLogger("clinic_bot.sends")
 
 # A gentle curve with many tries: 30% random faults settle within seconds, not minutes, while a
 # gateway failing everything for ~8 minutes still dead-letters nothing.
@@ -375,8 +377,23 @@ class Relay:
             if wait_until is not None:
                 self._hold(row_id, None, when=wait_until)
                 return
+        started = time.monotonic()
         result = self.client.send(r["endpoint"], r["body"])
         self.record(row_id, result, r["attempts"])
+        outcome = "sent" if result.ok else "retry" if result.retryable else "refused"
+        send_log.info(
+            "send %s: %s",
+            row_id,
+            outcome,
+            extra={
+                "outbox_id": row_id,
+                "message_id": result.message_id,
+                "endpoint": r["endpoint"],
+                "status_code": result.status_code,
+                "outcome": outcome,
+                "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
 
     def _hold(self, row_id: int, why: str | None, when: datetime | None = None) -> None:
         """Put a claimed row back, unsent and without counting the attempt."""

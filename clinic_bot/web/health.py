@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.delivery.channel import channel_state
 from clinic_bot.models import GatewayState
+from clinic_bot.operations.health import health_extras
 
 bp = Blueprint("health", __name__)
 
@@ -26,6 +27,7 @@ def healthz():
             worker_value = dict(worker.value) if worker else {"last_tick": None}
             zone = getattr(runtime.profile, "timezone", None)
             channel_value = channel_state(s, zone if isinstance(zone, tzinfo) else None)
+            extras = health_extras(s, runtime.clock())
     except SQLAlchemyError as exc:
         body = {"status": "error", "db": f"unreachable: {type(exc).__name__}"}
         return jsonify(body), 503
@@ -35,6 +37,7 @@ def healthz():
         "worker": worker_value,
         "channel": channel_value,
         "gateway": "sandbox" if runtime.settings.sandbox else "whapi",
+        **extras,  # backlog and dead-letter counts
     }
     if not channel_value["connected"]:
         # "WhatsApp disconnected since 08:12, 14 messages waiting", and what to do about it.

@@ -1,7 +1,7 @@
 """staff: server-side sessions, login throttle, audit log, handoff staff activity, staff fields
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01 09:30:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import clinic_bot.core.db
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """reliability: an index that lets patient messages be claimed before bulk events
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-01 09:40:00
 """
 
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """conversation: staff alerts from a chat, a reason for each visit, the waitlist
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import clinic_bot.core.db
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

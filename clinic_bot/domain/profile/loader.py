@@ -139,6 +139,7 @@ def _build(d: dict, source: Path | None) -> Profile:
         handoff_idle=bk["handoff_idle"],
         notify_on_staff_booking=bk["notify_patient_on_staff_booking"],
         sign_staff_replies=bk["sign_staff_replies"],
+        retention_keep=d["retention"]["keep"],
         # The example profile writes closures inside [booking]; a top-level key also works.
         closures=d["closures"] if d["closures"] is not None else bk["closures"],
         services=services,

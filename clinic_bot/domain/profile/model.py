@@ -73,6 +73,7 @@ class Profile:
     notify_on_import: bool = False  # tell patients about appointments a calendar import made
     phone_region: str = ""  # region of national numbers in imported calendars
     sign_staff_replies: bool = True
+    retention_keep: timedelta = timedelta(days=180)
 
     @property
     def languages(self) -> list[str]:

@@ -126,6 +126,18 @@ class BroadcastsSchema(Schema):
     )
 
 
+class RetentionSchema(Schema):
+    keep = Duration(
+        positive=True,
+        load_default="180d",
+        metadata=_doc(
+            "Message bodies, webhook payloads and intake answers older than this are removed "
+            "daily (metadata stays)",
+            "180d",
+        ),
+    )
+
+
 class BookingSchema(Schema):
     slot_step = Duration(
         positive=True, load_default="15m", metadata=_doc("Distance between offered start times")
@@ -236,6 +248,7 @@ class ProfileSchema(Schema):
     reminders = Table(RemindersSchema, metadata=_doc("Appointment reminders and follow-ups"))
     broadcasts = Table(BroadcastsSchema, metadata=_doc("Pacing of broadcasts"))
     booking = Table(BookingSchema, metadata=_doc("What patients can book over WhatsApp"))
+    retention = Table(RetentionSchema, metadata=_doc("How long message content is kept"))
     services = Entries(
         ServiceSchema,
         required=True,
@@ -281,7 +294,7 @@ class ProfileSchema(Schema):
 
 
 # The tables a file may leave out; they are loaded as empty tables so their defaults apply.
-OPTIONAL_TABLES = ("reminders", "broadcasts", "booking")
+OPTIONAL_TABLES = ("reminders", "broadcasts", "booking", "retention")
 
 
 def describe() -> str:
