@@ -58,20 +58,26 @@ class RedactingFilter(logging.Filter):
 
 
 class RedactingFormatter(logging.Formatter):
-    """A formatter whose whole output, tracebacks included, goes through `redact`."""
+    """A formatter whose whole output, tracebacks included, goes through `redact`.
+
+    It wraps the handler's own formatter (text or JSON lines), so the format is kept.
+    """
+
+    def __init__(self, fmt=None, datefmt=None, *, inner: logging.Formatter | None = None):
+        super().__init__(fmt, datefmt)
+        self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
         """The formatted record, redacted."""
-        return redact(super().format(record))
+        text = self.inner.format(record) if self.inner is not None else super().format(record)
+        return redact(text)
 
 
 def install_log_redaction() -> None:
     """Redact every line the root logger's handlers write (database errors' DETAIL lines)."""
     for handler in logging.getLogger().handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
-            fmt = handler.formatter._fmt if handler.formatter is not None else None
-            datefmt = handler.formatter.datefmt if handler.formatter is not None else None
-            handler.setFormatter(RedactingFormatter(fmt, datefmt))
+            handler.setFormatter(RedactingFormatter(inner=handler.formatter))
 
 
 def install_werkzeug_redaction() -> None:
