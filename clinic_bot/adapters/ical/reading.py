@@ -43,7 +43,18 @@ class CalendarRefused(Exception):
 
 
 def decode(raw: bytes, warn) -> str:
-    """The file as text: by its BOM, else UTF-8, else Windows-1252 (with a warning)."""
+    """The file as text: by its BOM, else UTF-8, else Windows-1252 (with a warning).
+
+    Text with NUL characters left after decoding is refused: no calendar has them, and no
+    database column stores them.
+    """
+    text = _decode(raw, warn)
+    if "\x00" in text:
+        raise CalendarRefused("the file has NUL characters: save the calendar as UTF-8 text")
+    return text
+
+
+def _decode(raw: bytes, warn) -> str:
     if not raw.strip(b" \t\r\n\x00"):
         raise CalendarRefused("the file is empty")
     for bom, encoding in _BOMS:

@@ -384,6 +384,14 @@ class ImportReportSchema(Schema):
     skipped = fields.List(fields.Nested(ReportLineSchema))
     warnings = fields.List(fields.Nested(ReportLineSchema))
     errors = fields.List(fields.Nested(ReportLineSchema))
+    busy_blocks = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "busy time kept from events with no patient phone"},
+    )
+    patients_created = fields.List(
+        fields.Dict(), metadata={"description": "patients found in the file and created"}
+    )
 
 
 class ErrorBodySchema(Schema):
