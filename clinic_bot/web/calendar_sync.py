@@ -22,6 +22,10 @@ from clinic_bot.models import Appointment, Patient
 __all__ = ["MAX_IMPORT_BYTES", "CalendarRefused", "notify_imported", "run_import"]
 
 
+def _size(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB" if n >= 1048576 else f"{n:,} bytes"
+
+
 def _when(profile: Profile, lang: str | None, appt: Appointment) -> dict[str, str]:
     local = appt.starts_at.astimezone(profile.timezone)
     weekdays = [w.strip() for w in profile.text("reminder_weekdays", lang).split(",")]
@@ -78,9 +82,7 @@ def run_import(
     seconds spent reading ("read_s", no transaction open) and writing ("write_s").
     """
     if max_bytes is not None and len(raw) > max_bytes:
-        raise CalendarRefused(
-            f"the file is {len(raw) / 1048576:.1f} MiB; the limit is {max_bytes / 1048576:.0f} MiB"
-        )
+        raise CalendarRefused(f"the file is {_size(len(raw))}; the limit is {_size(max_bytes)}")
     now = runtime.clock()
     started = time.perf_counter()
     plan = prepare(

@@ -570,6 +570,19 @@ def test_cli_import_of_a_refused_file_exits_2_with_the_reason_on_stderr(
     assert b"not a valid iCalendar file" in result.stderr
 
 
+def test_cli_import_refuses_a_file_over_the_size_limit_unless_max_size_allows_it(
+    runtime, settings, tmp_path
+):
+    path = tmp_path / "big.ics"
+    path.write_bytes(ics(vevent("big@x", "20270101T090000Z", extra="DESCRIPTION:" + "x" * 600)))
+    small = cli(settings, "calendar", "import", str(path), "--max-size", "500")
+    assert small.returncode == 2 and b"the limit is" in small.stderr
+    assert appointments(runtime) == []
+    allowed = cli(settings, "calendar", "import", str(path), "--max-size", "5000")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["created"] == 1
+
+
 def test_cli_import_of_a_missing_file_exits_2(runtime, settings, tmp_path):
     result = cli(settings, "calendar", "import", str(tmp_path / "nope.ics"))
     assert result.returncode == 2

@@ -104,7 +104,6 @@ class Report:
         self.busy = {"created": 0, "updated": 0, "cancelled": 0, "unchanged": 0}
         self.lines: dict[str, list[dict]] = {"skipped": [], "warnings": [], "errors": []}
         self.patients_created: list[dict] = []
-        self.unassigned = 0
         self._seen: set[tuple] = set()
 
     def add(self, kind: str, uid: str | None, reason: str) -> None:
@@ -933,11 +932,7 @@ class Applier:
         appts = [NewAppointment(id=i, **row) for i, row in zip(ids, rows, strict=True)]
         self._event_rows(cands, ids, "appointment_id")
         appointments_created(self.session, appts, self.now)  # reminders, in one batch
-        for appt in appts:
-            if appt.patient_id is not None:
-                self.created_with_patient.append(appt.id)
-            elif appt.practitioner_id is None:
-                self.report.unassigned += 1
+        self.created_with_patient += [a.id for a in appts if a.patient_id is not None]
         self.report.counts["created"] += len(appts)
         unassigned = sum(1 for a in appts if a.practitioner_id is None)
         if unassigned:
