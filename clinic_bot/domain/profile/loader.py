@@ -138,6 +138,10 @@ def _build(d: dict, source: Path | None) -> Profile:
         idle_reset=bk["idle_reset"],
         handoff_idle=bk["handoff_idle"],
         notify_on_staff_booking=bk["notify_patient_on_staff_booking"],
+        intake_per_visit=bk["intake_per_visit"],
+        date_order=bk["date_order"],
+        waitlist_batch=bk["waitlist_batch"],
+        waitlist_offer_ttl=bk["waitlist_offer_ttl"],
         # The example profile writes closures inside [booking]; a top-level key also works.
         closures=d["closures"] if d["closures"] is not None else bk["closures"],
         services=services,

@@ -68,6 +68,10 @@ class Profile:
     intake: list[IntakeQuestion]
     texts: dict[str, dict[str, str]]
     source: Path | None = None
+    intake_per_visit: bool = False
+    date_order: str | None = None  # DMY | MDY | YMD; None = from the clinic's phone
+    waitlist_batch: int = 1
+    waitlist_offer_ttl: timedelta = timedelta(hours=1)
 
     @property
     def languages(self) -> list[str]:
