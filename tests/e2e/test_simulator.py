@@ -176,11 +176,11 @@ def test_message_text_is_shown_as_text_never_as_markup(live, page):
 def test_voice_sticker_location_and_missed_call_buttons_reach_the_clinic(live, page):
     chat = open_simulator(live, page)
     page.get_by_role("button", name="Send a voice note").click()
-    expect(chat.get_by_text("Voice note")).to_have_count(1)
+    expect(chat.locator(".from-patient").get_by_text("Voice note")).to_have_count(1)
     page.get_by_role("button", name="Send a sticker").click()
-    expect(chat.get_by_text("Sticker")).to_have_count(1)
+    expect(chat.locator(".from-patient").get_by_text("Sticker")).to_have_count(1)
     page.get_by_role("button", name="Send a location").click()
-    expect(chat.get_by_text("Location")).to_have_count(1)
+    expect(chat.locator(".from-patient").get_by_text("Location")).to_have_count(1)
     page.get_by_role("button", name="Call the clinic and miss it").click()
     expect(chat.get_by_role("note")).to_contain_text("nobody answered")
     kinds = [m["kind"] for m in live.transcript(FIRST) if m["direction"] == "in"]

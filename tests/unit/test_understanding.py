@@ -242,3 +242,22 @@ def test_no_free_text_books_without_the_summarys_confirm(runtime, clock, texts, 
         if booked() > count:
             state, opts = before
             assert state == "summary" and words.match_option(text, opts) == "confirm", (texts, text)
+
+
+def test_the_conversation_keys_are_declared_in_the_profile_schema():
+    import copy
+
+    from clinic_bot.domain.profile import ProfileError, parse_profile
+    from tests.booking_support import EXAMPLE
+
+    data = copy.deepcopy(EXAMPLE)
+    profile = parse_profile(data)
+    assert profile.intake_per_visit is False and profile.waitlist_batch == 1
+    assert profile.waitlist_offer_ttl == timedelta(hours=1) and profile.date_order is None
+    assert understand.date_order(profile) == "DMY"  # a Berlin phone writes the day first
+    data["booking"].update(date_order="MDY", waitlist_batch=2, waitlist_offer_ttl="30m")
+    profile = parse_profile(data)
+    assert understand.date_order(profile) == "MDY" and profile.waitlist_batch == 2
+    data["booking"]["date_order"] = "DDMM"
+    with pytest.raises(ProfileError, match="date_order"):
+        parse_profile(data)

@@ -140,6 +140,10 @@ def _build(d: dict, source: Path | None) -> Profile:
         notify_on_staff_booking=bk["notify_patient_on_staff_booking"],
         sign_staff_replies=bk["sign_staff_replies"],
         retention_keep=d["retention"]["keep"],
+        intake_per_visit=bk["intake_per_visit"],
+        date_order=bk["date_order"],
+        waitlist_batch=bk["waitlist_batch"],
+        waitlist_offer_ttl=bk["waitlist_offer_ttl"],
         # The example profile writes closures inside [booking]; a top-level key also works.
         closures=d["closures"] if d["closures"] is not None else bk["closures"],
         services=services,

@@ -74,6 +74,10 @@ class Profile:
     phone_region: str = ""  # region of national numbers in imported calendars
     sign_staff_replies: bool = True
     retention_keep: timedelta = timedelta(days=180)
+    intake_per_visit: bool = False
+    date_order: str | None = None  # DMY | MDY | YMD; None = from the clinic's phone
+    waitlist_batch: int = 1
+    waitlist_offer_ttl: timedelta = timedelta(hours=1)
 
     @property
     def languages(self) -> list[str]:

@@ -163,6 +163,26 @@ class BookingSchema(Schema):
         load_default=True,
         metadata=_doc('End a staff reply with the staff member\'s first name ("— Rita")'),
     )
+    intake_per_visit = Flag(
+        load_default=False,
+        metadata=_doc("Ask the intake questions at every booking and keep them on the visit"),
+    )
+    date_order = Text(
+        load_default=None,
+        validate=validate.OneOf(["DMY", "MDY", "YMD"], error="must be one of DMY, MDY, YMD"),
+        metadata=_doc("How patients write 4/12 (default: MDY for a US clinic phone, else DMY)"),
+    )
+    waitlist_batch = WholeNumber(
+        1,
+        10,
+        load_default=1,
+        metadata=_doc("Waiting patients one freed time is offered to at once"),
+    )
+    waitlist_offer_ttl = Duration(
+        positive=True,
+        load_default="1h",
+        metadata=_doc("How long a waitlist offer stays open before it passes on"),
+    )
     closures = fields.List(
         Closure(),
         load_default=list,
