@@ -148,3 +148,27 @@ def test_replies_go_unsigned_when_the_profile_says_so(live, desk):
     post(desk, live.base_url, f"/staff/patients/{pid}/reply", {"text": "Unsigned note."})
     live.settle()
     assert [m["text"] for m in phone.arrived()] == ["Unsigned note."]
+
+
+def test_a_patient_running_late_shows_as_an_alert_with_the_visit_until_dismissed(clock, live, desk):
+    from datetime import timedelta
+
+    from clinic_bot.models.conversation import StaffAlert
+    from tests.reminders_support import book
+
+    book(live.runtime, PHONE, clock.now + timedelta(hours=1), name="Ana Late")
+    phone = Phone(live, PHONE)
+    phone.say("Sorry, I'm running late, stuck in traffic")
+    page = desk.get(f"{live.base_url}/staff/inbox").text
+    visit = (clock.now + timedelta(hours=1)).astimezone(live.runtime.profile.timezone)
+    assert "Running late" in page and "Ana Late" in page
+    assert visit.strftime("%H:%M") in page
+    with live.runtime.db.ReadSession() as s:
+        alert_id = s.execute(select(StaffAlert.id)).scalar_one()
+    post(desk, live.base_url, f"/staff/alerts/{alert_id}/seen", {})
+    assert "Running late" not in desk.get(f"{live.base_url}/staff/inbox").text
+    with live.runtime.db.ReadSession() as s:
+        assert s.get(StaffAlert, alert_id).seen_at is not None
+        assert s.execute(
+            select(AuditEntry).where(AuditEntry.action == "alert dismissed")
+        ).scalar_one()

@@ -8,6 +8,7 @@ from clinic_bot.core.runtime import get_runtime
 from clinic_bot.domain import booking
 from clinic_bot.domain.messages import TEXT_BODY
 from clinic_bot.models import Patient
+from clinic_bot.models.conversation import StaffAlert
 from clinic_bot.reactions.conversation import handoff
 from clinic_bot.web.staff import audit, queries
 from clinic_bot.web.staff.actions import staff_first_name
@@ -42,7 +43,8 @@ def _list_context():
             }
             for w in waiting
         ]
-    return {"waiting": rows}
+        alerts = queries.open_alerts(s, rt.profile.timezone)
+    return {"waiting": rows, "alerts": alerts}
 
 
 @bp.get("/inbox")
@@ -170,4 +172,16 @@ def resolve(patient_id: int):
             audit.record(s, "handoff_resolved", f"patient:{patient_id}")
     rt.waker.wake()
     flash("Resolved: the bot answers this patient again." if done else "There was no handoff.")
+    return redirect(url_for("staff.inbox"))
+
+
+@bp.post("/alerts/<int:alert_id>/seen")
+def dismiss_alert(alert_id: int):
+    """Mark a staff alert as seen; it leaves the inbox for everyone."""
+    rt = get_runtime()
+    with rt.db.transaction() as s:
+        alert = s.get(StaffAlert, alert_id)
+        if alert is not None and alert.seen_at is None:
+            alert.seen_at = rt.clock()
+            audit.record(s, "alert dismissed", f"patient:{alert.patient_id}", kind=alert.kind)
     return redirect(url_for("staff.inbox"))

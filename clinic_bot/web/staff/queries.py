@@ -18,6 +18,7 @@ from clinic_bot.models import (
     OutboxMessage,
     Patient,
 )
+from clinic_bot.models.conversation import StaffAlert
 from clinic_bot.models.reminders import SPECIAL_KINDS, Reminder
 from clinic_bot.models.statuses import UNDELIVERABLE, UNSENT
 from clinic_bot.reactions.channel import HEALTHY_CHANNEL
@@ -86,6 +87,7 @@ class DayRow:
     past: bool = False
     reminders: list = None
     intake: dict = None
+    visit_reason: str = ""  # this visit's intake answer (staff only, never in reminders)
 
     @property
     def label(self) -> str:
@@ -156,6 +158,7 @@ def appointments_on(
                 past=now is not None and a.starts_at <= now,
                 reminders=trails[a.id],
                 intake=dict(p.intake or {}) if p else {},
+                visit_reason=a.visit_reason or "",
             )
         )
     return rows
@@ -427,3 +430,44 @@ def pending_inbox(session: Session) -> int:
         .select_from(InboxEvent)
         .where(InboxEvent.status.in_(("pending", "processing")))
     ).scalar_one()
+
+
+ALERT_LABELS = {
+    "running_late": "Running late",
+    "handoff_ended": "Left the handoff (typed MENU) before reception answered",
+}
+
+
+@dataclass
+class AlertRow:
+    """A staff alert the conversation raised, as the inbox lists it."""
+
+    id: int
+    label: str
+    patient_id: int
+    patient: str
+    at: datetime  # clinic-local
+    appointment: datetime | None  # clinic-local start of the visit it is about
+
+
+def open_alerts(session: Session, tz, limit: int = 50) -> list[AlertRow]:
+    """Alerts nobody dismissed yet, newest first (running late, handoffs the patient ended)."""
+    rows = session.execute(
+        select(StaffAlert, Patient, Appointment)
+        .join(Patient, Patient.id == StaffAlert.patient_id)
+        .outerjoin(Appointment, Appointment.id == StaffAlert.appointment_id)
+        .where(StaffAlert.seen_at.is_(None))
+        .order_by(StaffAlert.created_at.desc(), StaffAlert.id.desc())
+        .limit(limit)
+    )
+    return [
+        AlertRow(
+            id=alert.id,
+            label=ALERT_LABELS.get(alert.kind, alert.kind),
+            patient_id=patient.id,
+            patient=patient.name or patient.push_name or f"+{patient.phone}",
+            at=alert.created_at.astimezone(tz),
+            appointment=appt.starts_at.astimezone(tz) if appt is not None else None,
+        )
+        for alert, patient, appt in rows
+    ]
