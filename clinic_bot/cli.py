@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 
 import click
 from sqlalchemy import select
@@ -91,16 +92,26 @@ def run(host: str, port: int | None) -> None:
         click.echo(f"  Admin login created: {admin[0]} / {admin[1]}  (shown once; change it)")
     sys.stdout.flush()
 
+    stopping = threading.Event()
+
     def _stop(*_):
-        server.shutdown()
+        # shutdown() waits for serve_forever() to return, which runs on this very thread:
+        # call it from another one, or the signal handler would wait for itself forever.
+        if not stopping.is_set():
+            stopping.set()
+            click.echo("clinic_bot is stopping…", err=True)
+            threading.Thread(target=server.shutdown, name="shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    # Requests in progress finish before the process exits (server_close joins their threads).
+    server.daemon_threads = False
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
+        server.server_close()
         worker.stop()
+        click.echo("clinic_bot stopped", err=True)
 
 
 def _ensure_admin(runtime: Runtime) -> tuple[str, str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -85,16 +85,11 @@ class Settings:
     # The secret path part of the .ics subscription feed: GET /calendar/<token>.ics.
     calendar_feed_token: str = ""
     proactive_min_interval: float = PROACTIVE_MIN_INTERVAL
-    extra: dict = field(default_factory=dict)
 
     @property
     def sandbox(self) -> bool:
         """True when no Whapi token is set: the built-in sandbox gateway answers instead."""
         return not self.whapi_token
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:

@@ -86,7 +86,9 @@ class Worker:
         """Handle new events as soon as a webhook stores them; wake the sender per event."""
         while not self._stop.is_set():
             try:
-                drain_inbox(self.runtime, on_handled=self.send_waker.wake)
+                drain_inbox(
+                    self.runtime, on_handled=self.send_waker.wake, stopping=self._stop.is_set
+                )
                 timeout = self._until_due(next_due(self.runtime.db, InboxEvent))
             except Exception:
                 log.exception("inbox round failed")

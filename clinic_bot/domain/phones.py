@@ -39,11 +39,6 @@ def normalize_phone(value: str) -> str:
     return digits
 
 
-def chat_id_for(phone: str) -> str:
-    """The WhatsApp chat id we send to for a stored phone."""
-    return f"{phone}@s.whatsapp.net"
-
-
 def is_person_chat(chat_id: str) -> bool:
     """True for one-to-one chats; groups (@g.us) and channels (@newsletter) are not patients."""
     return isinstance(chat_id, str) and chat_id.endswith(_SUFFIXES)

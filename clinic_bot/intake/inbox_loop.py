@@ -13,6 +13,8 @@ import logging
 import traceback
 from datetime import timedelta
 
+from sqlalchemy import update
+
 from clinic_bot.adapters.whapi.payloads import UnreadableItem, parse_item
 from clinic_bot.core.db import claim
 from clinic_bot.core.runtime import Runtime
@@ -20,6 +22,7 @@ from clinic_bot.delivery.leases import LeaseKeeper
 from clinic_bot.delivery.outbox import Outbox
 from clinic_bot.domain import events as ev
 from clinic_bot.models import GatewayState, InboxEvent
+from clinic_bot.models.statuses import InboxStatus
 from clinic_bot.reactions.context import HandlerContext, RetryLater
 
 log = logging.getLogger(__name__)
@@ -134,10 +137,12 @@ def lease_for(runtime: Runtime, default: timedelta) -> timedelta:
     return timedelta(seconds=seconds) if seconds else default
 
 
-def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None) -> int:
+def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None, stopping=None) -> int:
     """Claim and handle inbox rows until none is ready; returns how many were handled.
 
     `on_handled` runs after each row's transaction, so the relay can send its replies at once.
+    When `stopping()` turns true (the process is shutting down), the row in hand is finished and
+    the rest of the claimed batch is handed back at once instead of waiting for its lease.
     """
     total = 0
     lease = lease_for(runtime, INBOX_LEASE)
@@ -149,7 +154,10 @@ def drain_inbox(runtime: Runtime, max_rounds: int = 1000, on_handled=None) -> in
             runtime.db, InboxEvent, ids, status="processing", lease=lease, clock=runtime.clock
         )
         with keeper:
-            for row_id in ids:
+            for i, row_id in enumerate(ids):
+                if stopping is not None and stopping():
+                    release_claims(runtime, ids[i:])
+                    return total + i
                 process_inbox_row(runtime, row_id)
                 if on_handled is not None:
                     on_handled()
@@ -172,6 +180,22 @@ def claim_fairly(runtime: Runtime, lease: timedelta) -> list[int]:
         if ids:
             return ids
     return []
+
+
+def release_claims(runtime: Runtime, ids: list[int]) -> None:
+    """Hand claimed, unhandled rows back to pending so another worker takes them now."""
+    with runtime.db.transaction() as s:
+        s.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id.in_(ids), InboxEvent.status == InboxStatus.PROCESSING)
+            # The claim counted an attempt that never ran: give it back.
+            .values(
+                status=InboxStatus.PENDING,
+                locked_until=None,
+                attempts=InboxEvent.attempts - 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def heartbeat(runtime: Runtime) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +13,6 @@ from clinic_bot.web.api.auth import create_token
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PHONE = "4915112345678"
-HAS_REMINDERS = importlib.util.find_spec("clinic_bot.schedules.reminders") is not None
 
 
 @pytest.fixture
@@ -53,13 +51,9 @@ def test_creating_an_appointment_answers_201_with_the_contract_shape(api):
         None,
         1,
     )
-    if HAS_REMINDERS:  # one entry per [reminders].offsets value, in the same answer
-        assert sorted(x["kind"] for x in a["reminders"]) == ["24h", "2h"]
-        assert {"kind", "due_at", "status", "sent_at", "read_at", "reason"} <= set(
-            a["reminders"][0]
-        )
-    else:
-        assert a["reminders"] == []
+    # One entry per [reminders].offsets value, in the same answer.
+    assert sorted(x["kind"] for x in a["reminders"]) == ["24h", "2h"]
+    assert {"kind", "due_at", "status", "sent_at", "read_at", "reason"} <= set(a["reminders"][0])
     assert r.headers["Location"].endswith(f"/api/v1/appointments/{a['id']}")
     with api.runtime.db.Session() as s:
         stored = s.get(Appointment, a["id"])
@@ -198,8 +192,7 @@ def test_patch_starts_at_reschedules_the_same_appointment_and_raises_its_version
         "2026-12-01T10:00:00Z",
         "2026-12-01T10:20:00Z",
     )
-    if HAS_REMINDERS:
-        assert sorted(x["kind"] for x in moved["reminders"]) == ["24h", "2h"]
+    assert sorted(x["kind"] for x in moved["reminders"]) == ["24h", "2h"]
     r = api.http.patch(url, json={"starts_at": "2026-12-01T11:00:00"})
     assert r.status_code == 400
 

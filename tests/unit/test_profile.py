@@ -199,3 +199,42 @@ def test_clinic_bot_commands_stop_with_the_key_named(
     assert done.returncode == 2
     assert f"clinic profile: {key}: " in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "path, value, key, problem",
+    [
+        ("reminders.ofsets", ["24h"], "reminders.ofsets", "unknown key; did you mean offsets?"),
+        ("clinic.timezon", "Europe/Berlin", "clinic.timezon", "did you mean timezone?"),
+        ("booking.slot_stepp", "15m", "booking.slot_stepp", "did you mean slot_step?"),
+        ("services.0.durration", "20m", "services[0].durration", "did you mean duration?"),
+        ("practitioners.0.hour", {}, "practitioners[0].hour", "did you mean hours?"),
+        ("remindrs", {}, "remindrs", "did you mean reminders?"),
+        ("texts.en.menu_bdy", "Hi", "texts.en.menu_bdy", "did you mean menu_body?"),
+        ("payments", {"iban": "x"}, "payments", "unknown key"),
+    ],
+)
+def test_a_misspelled_or_unknown_key_is_refused_with_a_suggestion(path, value, key, problem):
+    with pytest.raises(ProfileError) as err:
+        parse_profile(broken(path, value))
+    assert err.value.key == key
+    assert problem in err.value.problem
+
+
+def test_the_schema_documents_every_key_with_its_default():
+    from clinic_bot.domain.profile.schema import describe
+
+    table = describe()
+    assert "| `reminders.offsets` | ['24h', '2h'] |" in table
+    assert "| `clinic.name` | required |" in table
+    assert "| `booking.horizon_days` | 30 |" in table
+
+
+def test_docs_profile_md_is_the_schema_as_it_is():
+    """docs/profile.md is generated from the schema; a new key must show up there too."""
+    from clinic_bot.domain.profile.schema import describe
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profile.md").read_text(encoding="utf-8")
+    assert doc.endswith(describe()), (
+        "regenerate docs/profile.md: python -m clinic_bot.domain.profile"
+    )
