@@ -165,6 +165,7 @@
     state.rendered.clear();
     $("messages").replaceChildren();
     $("chat-subtitle").textContent = `chatting as ${pretty(phone)}`;
+    $("text").disabled = false;
     showError("send-error", "");
     if (location.hash !== `#${phone}`) history.replaceState(null, "", `#${phone}`);
     savePhones();
