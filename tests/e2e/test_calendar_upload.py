@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 from werkzeug.security import generate_password_hash
 
@@ -13,9 +11,6 @@ from clinic_bot.models import StaffUser
 
 # Debian's Chromium, never a downloaded browser build (the fixtures live here: a second
 # conftest.py would shadow the suite's `conftest` module).
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 EMAIL, PASSWORD = "reception@clinic.test", "correct horse battery"
 CALENDAR = (
@@ -30,27 +25,6 @@ CALENDAR = (
     "DTEND;TZID=Europe/Berlin:20261201T130000\r\nSUMMARY:Team meeting\r\nEND:VEVENT\r\n"
     "END:VCALENDAR\r\n"
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium; skipped with a reason where Debian's chromium is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_reception_uploads_previews_applies_and_sees_the_patients_in_the_day(

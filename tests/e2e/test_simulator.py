@@ -3,44 +3,11 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 
 # A real Chromium: Debian's, never a downloaded browser build (this file holds its fixtures, as
 # a second conftest.py would shadow the suite's `conftest` module).
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for these tests; skipped with a reason where it is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context (no saved patients) and page per test."""
-    context = browser.new_context(viewport={"width": 1100, "height": 820})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 FIRST = "4915100000001"  # the page's default patient, +49 151 00000001

@@ -18,24 +18,9 @@ from clinic_bot.models import Appointment, InboxEvent
 from tests.reminders_support import use_profile
 from tests.staff_support import PASSWORD, Phone, add_user
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 DESK, BOSS = "rita@clinic.test", "boss@clinic.test"
 PHONE = "4915100000055"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Debian Chromium; skipped with a reason where it is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium package to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
