@@ -91,6 +91,20 @@ def find_patients(session, query: str, limit: int = 20) -> list[Patient]:
     )
 
 
+def _tell_and_audit(s, profile, appt, change: str, now, forced: bool):
+    """After staff booked or moved a visit: tell the patient (per profile), audit, its day."""
+    told = tell_patient(s, profile, appt, change, now)
+    audit.record(
+        s,
+        f"appointment_{change}",
+        f"appointment:{appt.id}",
+        starts_at=appt.starts_at.isoformat(),
+        forced=forced,
+        patient_told=told,
+    )
+    return told, _local_day(appt)
+
+
 @bp.route("/appointments/new", methods=["GET", "POST"])
 def new_appointment():
     """Book for a patient: pick patient, service, practitioner and a free slot (or force a time)."""
@@ -140,16 +154,7 @@ def new_appointment():
                         enforce_hours=not force,
                         force=force,
                     )
-                    told = tell_patient(s, profile, appt, "created", now)
-                    audit.record(
-                        s,
-                        "appointment_created",
-                        f"appointment:{appt.id}",
-                        starts_at=appt.starts_at.isoformat(),
-                        forced=force,
-                        patient_told=told,
-                    )
-                    appt_day = _local_day(appt)
+                    told, appt_day = _tell_and_audit(s, profile, appt, "created", now, force)
                 rt.waker.wake()
                 flash("Appointment booked." + (" The patient is told." if told else ""))
                 return redirect(url_for("staff.day", date=appt_day.isoformat()))
@@ -244,16 +249,7 @@ def move_appointment(appointment_id: int):
                         enforce_hours=not force and bool(appt.service_id),
                         force=force,
                     )
-                    told = tell_patient(s, profile, appt, "moved", now)
-                    audit.record(
-                        s,
-                        "appointment_moved",
-                        f"appointment:{appt.id}",
-                        starts_at=appt.starts_at.isoformat(),
-                        forced=force,
-                        patient_told=told,
-                    )
-                    appt_day = _local_day(appt)
+                    told, appt_day = _tell_and_audit(s, profile, appt, "moved", now, force)
                 rt.waker.wake()
                 flash("Appointment moved." + (" The patient is told." if told else ""))
                 return redirect(url_for("staff.day", date=appt_day.isoformat()))
