@@ -159,17 +159,20 @@ def _lower_priority(increment: int) -> None:
 def worker() -> None:
     """Worker only: inbox, outbox and the periodic ticks (production `worker` process)."""
 
+    # No signal handler: one runs on the main thread between any two bytecodes, possibly
+    # inside a lock that stopping the scheduler needs (APScheduler holds its executor's lock
+    # while it submits a tick), which hung SIGTERM now and then. Blocked before any thread
+    # starts (threads inherit the mask), the signals wait for sigwait below instead.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     runtime = _runtime()
     _lower_priority(int(os.environ.get("WORKER_NICE", "10")))
-    w = Worker(runtime, blocking=True)
-
-    def _stop(*_):
-        log.info("worker stopping")
-        w.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    w = Worker(runtime)
     w.start()
+    received = signal.sigwait(stop_signals)
+    log.info("worker stopping (%s)", signal.Signals(received).name)
+    w.stop()
+    log.info("worker stopped")
 
 
 @main.group()

@@ -12,7 +12,6 @@ import threading
 from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from clinic_bot.core.db import next_due
 from clinic_bot.core.runtime import Runtime
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 class Worker:
     """The inbox and sender loops (threads) plus the APScheduler ticks."""
 
-    def __init__(self, runtime: Runtime, *, blocking: bool = False):
+    def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.relay = Relay(
             runtime.db,
@@ -46,8 +45,7 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         tick = runtime.settings.worker_tick_seconds
-        scheduler_cls = BlockingScheduler if blocking else BackgroundScheduler
-        self.scheduler = scheduler_cls(
+        self.scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
@@ -107,7 +105,7 @@ class Worker:
             self.send_waker.wait(timeout)
 
     def start(self) -> None:
-        """Start the reactor thread and (for a background worker) the scheduler."""
+        """Start the inbox and sender threads and the scheduler; returns at once."""
         heartbeat(self.runtime)
         self.listener.start()
         for name, target in (("inbox", self._inbox_loop), ("sender", self._send_loop)):
@@ -115,7 +113,7 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         log.info("worker started (tick every %ss)", self.runtime.settings.worker_tick_seconds)
-        self.scheduler.start()  # blocks for a BlockingScheduler
+        self.scheduler.start()
 
     def stop(self) -> None:
         """Stop the ticks and the reactor; in-flight rows finish or their lease runs out."""

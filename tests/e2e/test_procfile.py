@@ -169,3 +169,29 @@ def test_web_refuses_to_boot_with_a_bad_profile_and_says_which_key(heroku_env, t
         raise AssertionError("gunicorn started with a bad profile") from None
     assert code != 0
     assert "clinic profile: clinic.timezone: " in log.read_text()
+
+
+def test_worker_stops_cleanly_on_sigterm_while_its_ticks_fire(heroku_env, tmp_path):
+    """SIGTERM at any moment ends the worker with 0, even while ticks are being submitted.
+
+    A signal handler that stopped the scheduler itself could land inside APScheduler's own
+    executor lock and hang until Heroku's SIGKILL; the ticks run every 20 ms here so that the
+    signal falls among them.
+    """
+    entries = procfile()
+    env = {**heroku_env, "WORKER_TICK_SECONDS": "0.02"}
+    release = subprocess.run(
+        ["/bin/sh", "-c", entries["release"]],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert release.returncode == 0, release.stderr
+    for round_ in range(4):
+        log = tmp_path / f"worker-{round_}.log"
+        worker = start(entries["worker"], env, log)
+        poll(lambda log=log: "worker started" in log.read_text(), 60, worker, log)
+        code = stop(worker)
+        assert code == 0, log.read_text()[-3000:]
+        assert "worker stopped" in log.read_text()
