@@ -24,7 +24,6 @@ from clinic_bot.domain.profile import ProfileError
 from clinic_bot.models import ApiToken, StaffSession, StaffUser
 from clinic_bot.operations.logging import configure_logging, log_format
 from clinic_bot.settings import Settings, SettingsError
-from clinic_bot.web.access_log import install_log_redaction
 from clinic_bot.web.api.auth import create_token
 from clinic_bot.web.calendar_sync import run_import
 from clinic_bot.worker import Worker
@@ -58,9 +57,9 @@ def _upgrade(settings: Settings) -> None:
 @click.group()
 def main() -> None:
     """clinic_bot: WhatsApp appointments for one clinic."""
+    # One redacting handler: no secrets, phones or message texts in the log (database
+    # errors' DETAIL lines and tracebacks included).
     configure_logging(log_format())
-    # No secrets, phones or message texts in the log (database errors' DETAIL lines included).
-    install_log_redaction()
     # Every tick would log two lines at INFO; keep the log for what matters.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -20,22 +20,34 @@ from pythonjsonlogger.json import JsonFormatter
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # 8+ digits, optionally with a plus or a WhatsApp suffix: every E.164 number and chat id.
 PHONE_RE = re.compile(r"\+?(?<![\w-])\d{8,15}(?:@[\w.]+)?(?![\w-])")
-# The path-form webhook secret and the calendar feed token are credentials in a URL.
-SECRET_PATH_RE = re.compile(r"(/webhooks/whapi/)[^\s\"'?/]+|(/calendar/)[^\s\"'?/]+(\.ics)")
+# Credentials that travel in URLs (the path-form webhook secret, the calendar feed token, a
+# token in a query string) and the row values PostgreSQL repeats in an error's DETAIL line (a
+# patient's phone, a message text). Phones go last: the others may contain digit runs.
+_PATTERNS = (
+    (re.compile(r"(/webhooks/whapi/)[^\s\"'?/]+"), r"\1[secret]"),
+    (re.compile(r"(/calendar/)[^\s\"'?/]+(\.ics)"), r"\1[token]\2"),
+    (re.compile(r"((?:^|[?&])(?:token|secret|key)=)[^&\s\"']+", re.I), r"\1[redacted]"),
+    (re.compile(r"(Key \([^)]*\)=\().*?(\) already exists|\) is not present)"), r"\1[redacted]\2"),
+    (re.compile(r"(Failing row contains \().*(\))"), r"\1[redacted]\2"),
+    (PHONE_RE, "[phone]"),
+)
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+_EXCEPTION_FORMATTER = logging.Formatter()
 
 
 def redact(text: str) -> str:
-    """Mask phone numbers and URL secrets in one string."""
-    text = SECRET_PATH_RE.sub(
-        lambda m: f"{m.group(1)}[secret]" if m.group(1) else f"{m.group(2)}[token]{m.group(3)}",
-        text,
-    )
-    return PHONE_RE.sub("[phone]", text)
+    """Mask phone numbers, URL secrets and database row values in one string."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class Redactor(logging.Filter):
-    """Rewrite each record's message (and string extras) with `redact`; add the request id."""
+    """Rewrite each record (message, string extras, traceback) with `redact`; add the request id.
+
+    The one redaction every log line passes, whatever its format: installed on the root
+    handler by `configure_logging`; gunicorn's access lines use `redact` on their atoms.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -46,6 +58,15 @@ class Redactor(logging.Filter):
         for key, value in list(record.__dict__.items()):
             if key in EVENT_FIELDS and isinstance(value, str):
                 setattr(record, key, redact(value))
+        # A database error's traceback repeats its DETAIL: format it here, redacted, and hand
+        # the formatters the text only (both the text and the JSON formatter use exc_text).
+        if record.exc_info:
+            record.exc_text = _EXCEPTION_FORMATTER.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         if getattr(record, "request_id", None) is None:
             rid = request_id_var.get()
             if rid:
