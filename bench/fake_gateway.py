@@ -1,4 +1,9 @@
-"""A fake Whapi gateway for the benchmark: answers sends like Whapi and records arrival times."""
+"""A fake Whapi gateway for the benchmark: answers sends like Whapi and records arrival times.
+
+Besides the sends it answers the two reads the relay makes: `GET /health` (the channel is
+AUTH) and `GET /messages/list/{ChatID}` (what was sent to a chat, for settling an uncertain
+send), so a benchmark run never stalls on a read that a real channel would answer.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,10 @@ class _Handler(BaseHTTPRequestHandler):
         gateway: FakeGateway = self.server.gateway  # type: ignore[attr-defined]
         mid = gateway.record(arrived, path, str(body.get("to", "")))
         message = {"id": mid, "from_me": True, "status": "pending", "chat_id": body.get("to")}
+        message["timestamp"] = int(time.time())
+        if isinstance(body.get("body"), str):
+            message.update(type="text", text={"body": body["body"]})
+        gateway.remember(message)
         self._answer(200, {"sent": True, "message": message})
 
     def do_PUT(self) -> None:  # noqa: N802
@@ -53,7 +62,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_PATCH = do_PUT  # noqa: N815
 
     def do_GET(self) -> None:  # noqa: N802
-        self._answer(200, {})
+        """`/health` says AUTH; `/messages/list/{chat}` lists what was sent there; else {}."""
+        path = self.path.split("?", 1)[0]
+        gateway: FakeGateway = self.server.gateway  # type: ignore[attr-defined]
+        if path == "/health":
+            self._answer(200, {"status": {"code": 4, "text": "AUTH"}})
+        elif path.startswith("/messages/list/"):
+            listed = gateway.sent_to(path.removeprefix("/messages/list/"))
+            self._answer(200, {"messages": listed, "count": len(listed), "total": len(listed)})
+        else:
+            self._answer(200, {})
 
 
 class FakeGateway:
@@ -64,6 +82,7 @@ class FakeGateway:
         self._ids = itertools.count(1)
         self.sends: list[tuple[float, str, str]] = []
         self.first_arrival: dict[tuple[str, str], float] = {}
+        self._sent_by_chat: dict[str, list[dict]] = {}
         server = ThreadingHTTPServer.__new__(ThreadingHTTPServer)
         # The thread-per-webhook baseline opens hundreds of connections at once: a deep backlog
         # keeps the kernel from dropping SYNs (which would add 1 s retransmits to its numbers).
@@ -92,6 +111,7 @@ class FakeGateway:
         with self._lock:
             self.sends.clear()
             self.first_arrival.clear()
+            self._sent_by_chat.clear()
 
     def record(self, arrived: float, path: str, to: str) -> str:
         """Remember one send; returns the provider message id to answer with."""
@@ -100,6 +120,16 @@ class FakeGateway:
             self.sends.append((arrived, path, to))
             self.first_arrival.setdefault((path, to), arrived)
         return f"bench-{n:08d}-wOTwl0rVw"
+
+    def remember(self, message: dict) -> None:
+        """Keep a sent message for `GET /messages/list` of its chat."""
+        with self._lock:
+            self._sent_by_chat.setdefault(str(message.get("chat_id")), []).append(message)
+
+    def sent_to(self, chat_id: str) -> list[dict]:
+        """What was sent to one chat, newest first (Whapi's `sort=desc`)."""
+        with self._lock:
+            return list(reversed(self._sent_by_chat.get(chat_id, [])))
 
     def answered(self, path: str, chats: list[str]) -> dict[str, float]:
         """The first arrival time at `path` for each of `chats` that has one."""

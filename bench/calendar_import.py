@@ -11,43 +11,37 @@ plus single events, each naming its patient (ATTENDEE tel:). In one run:
 Targets: import ≤ 2× floor, re-import ≤ 1.2× floor, export ≤ 2 s, 304 ≤ 50 ms, RSS ≤ 250 MB.
 
 Runs on SQLite (a temporary file) by default, or on --pg-url. Writes bench/results/calendar.json.
-Usage: python bench/calendar.py [--pg-url postgresql://postgres@127.0.0.1:5432/DB]
+Usage: python bench/calendar_import.py [--pg-url postgresql://postgres@127.0.0.1:5432/DB]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import resource
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-# This file is named calendar.py: drop its folder from the path, or it would shadow the
-# standard library's calendar module for everything imported below.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import requests
+from sqlalchemy import create_engine, func, select, text
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import requests  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from clinic_bot.adapters.ical.export import export_calendar
+from clinic_bot.bootstrap import build_runtime
+from clinic_bot.core.migrate import upgrade
+from clinic_bot.models import Appointment, Reminder
+from clinic_bot.settings import Settings, normalize_database_url
+from clinic_bot.web.calendar_sync import run_import
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-
-from clinic_bot.adapters.ical.export import export_calendar  # noqa: E402
-from clinic_bot.bootstrap import build_runtime  # noqa: E402
-from clinic_bot.core.migrate import upgrade  # noqa: E402
-from clinic_bot.models import Appointment, Reminder  # noqa: E402
-from clinic_bot.settings import Settings, normalize_database_url  # noqa: E402
-from clinic_bot.web.calendar_sync import run_import  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 6, tzinfo=UTC)
 SERIES = 200
