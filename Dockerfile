@@ -4,7 +4,9 @@
 #   release:        docker run --env-file env IMAGE clinic-bot db upgrade   (before each deploy)
 # Dokku reads /app/Procfile from the image; tests/e2e/test_deploy_files.py keeps the labels,
 # the CMD and the Procfile saying the same commands.
-FROM python:3.11-slim
+# Any image with Python 3.11+ and pip on PATH will do; the official slim one by default.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="clinic_bot" \
       clinic-bot.process.release="clinic-bot db upgrade" \
