@@ -27,6 +27,46 @@ CALENDAR = (
 )
 
 
+def record_upload_progress(page) -> None:
+    """Keep the upload's last percentage in sessionStorage, which outlives the navigation."""
+    page.evaluate(
+        """() => document.getElementById("upload").addEventListener("upload-progress", (e) => {
+            if (e.detail !== null) sessionStorage.setItem("uploaded", String(e.detail));
+        })"""
+    )
+
+
+def login(page, base_url: str) -> None:
+    page.goto(f"{base_url}/staff/login")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_a_refused_file_shows_the_reason_and_the_next_upload_still_works(
+    live_server, clock, page, tmp_path
+):
+    clock.set(NOW)
+    with live_server.runtime.db.transaction() as s:
+        s.add(StaffUser(email=EMAIL, password_hash=generate_password_hash(PASSWORD),
+                        role="reception", created_at=NOW))  # fmt: skip
+    bad, good = tmp_path / "notes.ics", tmp_path / "front-desk.ics"
+    bad.write_text("these are my notes, not a calendar\n")
+    good.write_text(CALENDAR)
+    login(page, live_server.base_url)
+    page.get_by_role("link", name="Calendar").click()
+
+    page.locator("input[type=file][name=file]").set_input_files(str(bad))
+    page.get_by_role("button", name="Preview import").click()
+    expect(page.get_by_role("alert")).to_contain_text("The file was refused")
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was changed")
+
+    # The page the refusal drew is a working form: the next file uploads and previews.
+    page.locator("input[type=file][name=file]").set_input_files(str(good))
+    page.get_by_role("button", name="Preview import").click()
+    expect(page.get_by_role("heading", name="Preview: front-desk.ics")).to_be_visible()
+
+
 def test_reception_uploads_previews_applies_and_sees_the_patients_in_the_day(
     live_server, clock, page, tmp_path
 ):
@@ -45,9 +85,12 @@ def test_reception_uploads_previews_applies_and_sees_the_patients_in_the_day(
 
     page.locator("input[type=file][name=file]").set_input_files(str(file))
     page.get_by_label("Practitioner", exact=True).select_option(label="Dr. Lee")
+    record_upload_progress(page)
     page.get_by_role("button", name="Preview import").click()
 
     expect(page.get_by_role("heading", name="Preview: front-desk.ics")).to_be_visible()
+    # The upload's progress bar reached 100% before the preview replaced the page.
+    assert page.evaluate("sessionStorage.getItem('uploaded')") == "100"
     expect(page.get_by_text("Ana Example (+4915111110001)")).to_be_visible()
     expect(page.get_by_text("Bruno Beispiel (+4915111110002)")).to_be_visible()
     expect(page.get_by_text("no patient phone: kept as busy time")).to_be_visible()
