@@ -36,8 +36,13 @@ def record_upload_progress(page) -> None:
     )
 
 
-def login(page, base_url: str) -> None:
-    page.goto(f"{base_url}/staff/login")
+def reception_logs_in(live_server, clock, page) -> None:
+    """A reception login exists at NOW, and the browser is logged in with it."""
+    clock.set(NOW)
+    with live_server.runtime.db.transaction() as s:
+        s.add(StaffUser(email=EMAIL, password_hash=generate_password_hash(PASSWORD),
+                        role="reception", created_at=NOW))  # fmt: skip
+    page.goto(f"{live_server.base_url}/staff/login")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
@@ -46,14 +51,10 @@ def login(page, base_url: str) -> None:
 def test_a_refused_file_shows_the_reason_and_the_next_upload_still_works(
     live_server, clock, page, tmp_path
 ):
-    clock.set(NOW)
-    with live_server.runtime.db.transaction() as s:
-        s.add(StaffUser(email=EMAIL, password_hash=generate_password_hash(PASSWORD),
-                        role="reception", created_at=NOW))  # fmt: skip
+    reception_logs_in(live_server, clock, page)
     bad, good = tmp_path / "notes.ics", tmp_path / "front-desk.ics"
     bad.write_text("these are my notes, not a calendar\n")
     good.write_text(CALENDAR)
-    login(page, live_server.base_url)
     page.get_by_role("link", name="Calendar").click()
 
     page.locator("input[type=file][name=file]").set_input_files(str(bad))
@@ -70,17 +71,9 @@ def test_a_refused_file_shows_the_reason_and_the_next_upload_still_works(
 def test_reception_uploads_previews_applies_and_sees_the_patients_in_the_day(
     live_server, clock, page, tmp_path
 ):
-    clock.set(NOW)
-    with live_server.runtime.db.transaction() as s:
-        s.add(StaffUser(email=EMAIL, password_hash=generate_password_hash(PASSWORD),
-                        role="reception", created_at=NOW))  # fmt: skip
+    reception_logs_in(live_server, clock, page)
     file = tmp_path / "front-desk.ics"
     file.write_text(CALENDAR)
-
-    page.goto(f"{live_server.base_url}/staff/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="Calendar").click()
 
     page.locator("input[type=file][name=file]").set_input_files(str(file))
