@@ -308,10 +308,7 @@ def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry
     chat = patient.chat_id
     inbound = session.execute(
         select(InboxEvent)
-        .where(
-            InboxEvent.kind == "messages",
-            InboxEvent.payload["chat_id"].as_string() == chat,
-        )
+        .where(InboxEvent.chat_id == chat, InboxEvent.kind == "messages")
         .order_by(InboxEvent.id.desc())
         .limit(limit)
     ).scalars()
