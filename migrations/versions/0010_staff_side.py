@@ -1,4 +1,4 @@
-"""staff side: inbox events indexed by chat
+"""staff side: inbox events indexed by chat, staff notes
 
 Revision ID: 0010
 Revises: 0009
@@ -7,6 +7,8 @@ Create Date: 2026-12-01 12:30:00
 
 import sqlalchemy as sa
 from alembic import op
+
+import clinic_bot.core.db
 
 revision = "0010"
 down_revision = "0009"
@@ -74,9 +76,23 @@ def upgrade() -> None:
     _backfill_chat_ids()
     # Created after the backfill, so the updates above do not maintain it row by row.
     op.create_index("ix_inbox_chat", "inbox_event", ["chat_id", "id"])
+    op.create_table(
+        "staff_note",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("staff_user_id", sa.Integer(), nullable=True),
+        sa.Column("author", sa.String(length=200), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_staff_note_patient", "staff_note", ["patient_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_staff_note_patient", table_name="staff_note")
+    op.drop_table("staff_note")
     op.drop_index("ix_inbox_chat", table_name="inbox_event")
     with op.batch_alter_table("inbox_event", schema=None) as batch_op:
         batch_op.drop_column("chat_id")

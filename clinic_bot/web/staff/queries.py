@@ -17,6 +17,7 @@ from clinic_bot.models import (
     InboxEvent,
     OutboxMessage,
     Patient,
+    StaffNote,
 )
 from clinic_bot.models.conversation import StaffAlert
 from clinic_bot.models.reminders import SPECIAL_KINDS, Reminder
@@ -296,14 +297,16 @@ class Entry:
     """One line of a conversation timeline."""
 
     at: datetime
-    direction: str  # in | out
+    direction: str  # in | out | note (internal, never sent)
     text: str
     purpose: str = ""
     status: str = ""
+    author: str = ""  # who wrote a note
 
 
 def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry]:
-    """The patient's conversation, oldest first: their messages and taps, and ours with ticks."""
+    """The patient's conversation, oldest first: their messages and taps, ours with ticks, and
+    the staff's internal notes in their place."""
     entries = []
     chat = patient.chat_id
     inbound = session.execute(
@@ -324,6 +327,14 @@ def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry
     ).scalars()
     for m in outbound:
         entries.append(Entry(m.created_at, "out", outbox_preview(m), m.purpose, m.status))
+    notes = session.execute(
+        select(StaffNote)
+        .where(StaffNote.patient_id == patient.id)
+        .order_by(StaffNote.created_at.desc(), StaffNote.id.desc())
+        .limit(limit)
+    ).scalars()
+    for n in notes:
+        entries.append(Entry(n.created_at, "note", n.text, author=n.author))
     entries.sort(key=lambda e: e.at)
     return entries[-limit:]
 
