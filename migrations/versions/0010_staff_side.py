@@ -1,4 +1,4 @@
-"""staff side: inbox events indexed by chat, staff notes
+"""staff side: inbox events indexed by chat, staff notes, API tokens' last use
 
 Revision ID: 0010
 Revises: 0009
@@ -88,9 +88,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_staff_note_patient", "staff_note", ["patient_id", "created_at"])
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("last_used_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.drop_column("last_used_at")
     op.drop_index("ix_staff_note_patient", table_name="staff_note")
     op.drop_table("staff_note")
     op.drop_index("ix_inbox_chat", table_name="inbox_event")

@@ -95,7 +95,7 @@ def admin():
                 "id": t.id,
                 "name": t.name,
                 "created_at": t.created_at,
-                "last_used_at": getattr(t, "last_used_at", None),
+                "last_used_at": t.last_used_at,
             }
             for t in s.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
         ]
