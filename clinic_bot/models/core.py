@@ -179,3 +179,5 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When it last authenticated a request, to the minute (written at most once a minute).
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # admin: every API route; reception: all but the admin ones (dead letters, audit, logins).
+    role: Mapped[str] = mapped_column(String(20), default="admin", server_default="admin")

@@ -92,10 +92,15 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("last_used_at", clinic_bot.core.db.UTCDateTime(timezone=True), nullable=True)
         )
+        # Every token made before roles existed could call every route: it stays an admin token.
+        batch_op.add_column(
+            sa.Column("role", sa.String(length=20), nullable=False, server_default="admin")
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.drop_column("role")
         batch_op.drop_column("last_used_at")
     op.drop_index("ix_staff_note_patient", table_name="staff_note")
     op.drop_table("staff_note")

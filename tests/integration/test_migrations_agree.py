@@ -142,3 +142,25 @@ def test_the_chat_id_of_stored_inbox_events_is_filled_in_from_their_payloads(emp
         "labels:d": None,
         "msg:e": None,
     }
+
+
+def test_api_tokens_made_before_roles_keep_calling_every_route_as_admin_tokens(empty_database):
+    upgrade(empty_database, "0009")
+    engine = create_engine(empty_database)
+    tokens = sa.table(
+        "api_token",
+        sa.column("name", sa.String),
+        sa.column("token_hash", sa.String),
+        sa.column("created_at", UTCDateTime),
+    )
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                tokens.insert(), [{"name": "lab", "token_hash": "a" * 64, "created_at": AT}]
+            )
+        upgrade(empty_database)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, role, last_used_at FROM api_token")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("lab", "admin", None)]

@@ -21,6 +21,7 @@ from clinic_bot.web.api.errors import api_error
 
 log = logging.getLogger(__name__)
 LAST_USED_EVERY = timedelta(minutes=1)
+TOKEN_ROLES = ("admin", "reception")  # the staff roles; admin is what tokens had before roles
 
 
 def hash_token(token: str) -> str:
@@ -28,10 +29,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session, name: str, now) -> str:
+def create_token(session, name: str, now, role: str = "admin") -> str:
     """Create and store a new API token; the plain token is returned once, never stored."""
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"a token's role is one of {', '.join(TOKEN_ROLES)}, not {role!r}")
     token = "cb_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=hash_token(token), created_at=now))
+    session.add(ApiToken(name=name, token_hash=hash_token(token), created_at=now, role=role))
     return token
 
 
@@ -49,6 +52,7 @@ def require_token():
     if row is None:
         return api_error(401, "unauthorized", "unknown API token")
     g.api_token_name = row.name
+    g.api_token_role = row.role
     now = runtime.clock()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
         record_use(runtime, row.id, now)
@@ -74,3 +78,10 @@ def record_use(runtime, token_id: int, now: datetime) -> None:
     except SQLAlchemyError:
         # Only a figure for the admin page: a busy database must not refuse the request.
         log.warning("could not record an API token's last use", exc_info=True)
+
+
+def require_admin():
+    """Before an admin-only API route: 403 for a token that is not an admin token."""
+    if g.get("api_token_role") != "admin":
+        return api_error(403, "forbidden", "this route needs an admin API token")
+    return None

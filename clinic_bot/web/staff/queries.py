@@ -12,6 +12,7 @@ from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import (
     Appointment,
+    AuditEntry,
     BusyBlock,
     GatewayState,
     InboxEvent,
@@ -386,6 +387,18 @@ def dead_outbox_messages(session: Session, number: int = 1, size: int = PAGE_SIZ
         .order_by(OutboxMessage.id.desc())
     )
     return paginate(session, stmt, number, size)
+
+
+def audit_entries(who: str = "", action: str = "", since: datetime | None = None):
+    """The audit log, newest first, narrowed by who (part of an email), action and start."""
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
+    if who:
+        stmt = stmt.where(AuditEntry.staff_email.ilike(f"%{who}%"))
+    if action:
+        stmt = stmt.where(AuditEntry.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    return stmt
 
 
 def outbox_preview(msg: OutboxMessage) -> str:
