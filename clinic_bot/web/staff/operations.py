@@ -12,6 +12,7 @@ from clinic_bot.core.runtime import get_runtime
 from clinic_bot.models import ApiToken, StaffUser
 from clinic_bot.operations import dead_letters
 from clinic_bot.web.api.auth import TOKEN_ROLES, create_token
+from clinic_bot.web.feeds import active_feeds
 from clinic_bot.web.staff import audit
 from clinic_bot.web.staff.auth import admin_required, end_sessions
 from clinic_bot.web.staff.blueprint import bp
@@ -85,12 +86,25 @@ def admin():
             }
             for t in s.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
         ]
+        names = {p.id: p.name for p in rt.profile.practitioners}
+        feeds = [
+            {
+                "id": f.id,
+                "scope": names.get(f.practitioner_id, f.practitioner_id)
+                if f.practitioner_id
+                else "Whole clinic",
+                "created_at": f.created_at,
+                "created_by": f.created_by or "",
+            }
+            for f in active_feeds(s)
+        ]
     feed = f"{rt.settings.public_url}/calendar/{rt.settings.calendar_feed_token}.ics"
     return render_template(
         "staff/admin.html",
         users=users,
         tokens=tokens,
         feed=feed,
+        feeds=feeds,
         roles=ROLES,
         token_roles=TOKEN_ROLES,
         profile=rt.profile,
