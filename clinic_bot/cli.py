@@ -24,7 +24,7 @@ from clinic_bot.domain.profile import ProfileError
 from clinic_bot.models import ApiToken, StaffSession, StaffUser
 from clinic_bot.operations.logging import configure_logging, log_format
 from clinic_bot.settings import Settings, SettingsError
-from clinic_bot.web.api.auth import create_token
+from clinic_bot.web.api.auth import TOKEN_ROLES, create_token
 from clinic_bot.web.calendar_sync import run_import
 from clinic_bot.worker import Worker
 
@@ -194,13 +194,20 @@ def api_token() -> None:
 
 @api_token.command("create")
 @click.argument("name")
-def api_token_create(name: str) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(TOKEN_ROLES),
+    default="admin",
+    show_default=True,
+    help="reception tokens are refused (403) on the admin routes",
+)
+def api_token_create(name: str, role: str) -> None:
     """Print a new API bearer token as the last line of stdout."""
 
     runtime = _runtime()
     with runtime.db.transaction() as s:
-        token = create_token(s, name, runtime.clock())
-    click.echo(f"API token {name!r} created; it is shown only now:", err=True)
+        token = create_token(s, name, runtime.clock(), role=role)
+    click.echo(f"API token {name!r} ({role}) created; it is shown only now:", err=True)
     click.echo(token)
 
 

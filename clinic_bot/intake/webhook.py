@@ -145,6 +145,7 @@ def _row(item: InboxItem, now) -> dict:
         event_type=item.event_type,
         event_method=item.event_method,
         channel_id=item.channel_id,
+        chat_id=item.chat_id,
         payload=item.payload,
         status="pending",
         attempts=0,

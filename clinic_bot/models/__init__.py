@@ -15,7 +15,7 @@ from clinic_bot.models.core import (
 )
 from clinic_bot.models.reminders import Reminder  # noqa: F401
 from clinic_bot.models.sandbox import SandboxMessage
-from clinic_bot.models.staff import AuditEntry, LoginFailure, StaffSession
+from clinic_bot.models.staff import AuditEntry, LoginFailure, StaffNote, StaffSession
 
 __all__ = [
     "ApiToken",
@@ -35,6 +35,7 @@ __all__ = [
     "SandboxMessage",
     "StaffSession",
     "StaffAlert",
+    "StaffNote",
     "StaffUser",
     "WaitlistEntry",
     "WaitlistOffer",

@@ -27,6 +27,8 @@ class InboxEvent(Base):
     event_type: Mapped[str] = mapped_column(String(40), default="")
     event_method: Mapped[str] = mapped_column(String(20), default="")
     channel_id: Mapped[str | None] = mapped_column(String(100))
+    # The chat the item belongs to (set at intake), so one chat's events are read by index.
+    chat_id: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[dict] = mapped_column(JSON)
     # pending -> processing -> done | ignored | dead
     status: Mapped[str] = mapped_column(String(20), default="pending")
@@ -42,6 +44,8 @@ class InboxEvent(Base):
         Index("ix_inbox_ready", "status", "next_attempt_at"),
         # Patient messages are claimed before bulk events (intake.inbox_loop.claim_fairly).
         Index("ix_inbox_kind_ready", "status", "kind", "next_attempt_at"),
+        # A conversation's timeline: its newest events first (web.staff.queries.timeline).
+        Index("ix_inbox_chat", "chat_id", "id"),
     )
 
 
@@ -173,3 +177,7 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it last authenticated a request, to the minute (written at most once a minute).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # admin: every API route; reception: all but the admin ones (dead letters, audit, logins).
+    role: Mapped[str] = mapped_column(String(20), default="admin", server_default="admin")

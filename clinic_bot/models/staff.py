@@ -1,10 +1,10 @@
-"""Staff-side tables: server-side sessions, failed logins (the throttle) and the audit log."""
+"""Staff-side tables: server-side sessions, failed logins (the throttle), the audit log, notes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clinic_bot.core.db import Base, UTCDateTime
@@ -53,3 +53,19 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class StaffNote(Base):
+    """An internal note on a patient's conversation: staff read it, the patient never does."""
+
+    __tablename__ = "staff_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    staff_user_id: Mapped[int | None] = mapped_column(Integer)  # no FK: notes outlive users
+    # Who wrote it, as shown in the timeline (kept when the login is disabled or renamed).
+    author: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_staff_note_patient", "patient_id", "created_at"),)

@@ -24,6 +24,7 @@ from clinic_bot.models import (
     Reaction,
     Reminder,
     SandboxMessage,
+    StaffNote,
 )
 from clinic_bot.models.broadcasts import BroadcastRecipient
 from clinic_bot.models.calendar import ImportedEvent
@@ -134,6 +135,12 @@ def export_patient(session: Session, raw_phone: str) -> dict:
             {"at": _iso(m.created_at), "status": m.status, "purpose": m.purpose, "body": m.body}
             for m in outbox
         ],
+        "staff_notes": [
+            {"at": _iso(n.created_at), "author": n.author, "text": n.text}
+            for n in session.scalars(
+                select(StaffNote).where(StaffNote.patient_id == p.id).order_by(StaffNote.id)
+            )
+        ],
     }
 
 
@@ -201,6 +208,7 @@ def erase_patient(
     gone("appointments", delete(Appointment).where(Appointment.id.in_(appt_ids)))
     gone("outbox_messages", delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids)))
     gone("sandbox_messages", delete(SandboxMessage).where(SandboxMessage.phone == phone))
+    gone("staff_notes", delete(StaffNote).where(StaffNote.patient_id == p.id))
     patient_id = p.id
     session.expunge(p)
     gone("patients", delete(Patient).where(Patient.id == patient_id))

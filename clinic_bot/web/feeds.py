@@ -49,6 +49,17 @@ def create_feed(session: Session, practitioner_id: str | None, staff: str | None
     return token
 
 
+def active_feeds(session: Session) -> list[CalendarFeed]:
+    """The feed links that still work, oldest first (the calendar and operations pages)."""
+    return list(
+        session.execute(
+            select(CalendarFeed)
+            .where(CalendarFeed.revoked_at.is_(None))
+            .order_by(CalendarFeed.created_at, CalendarFeed.id)
+        ).scalars()
+    )
+
+
 def rotate_feed(session: Session, feed_id: int, staff: str | None, now) -> str | None:
     """Revoke a feed's token and make a new one for the same scope; None for an unknown feed."""
     feed = session.get(CalendarFeed, feed_id)

@@ -94,6 +94,12 @@ def test_reception_answers_a_waiting_patient_from_the_inbox(browser, clinic):
     phone.say("yes please")
     timeline = page.get_by_role("list", name="Messages")
     expect(timeline.get_by_text("yes please")).to_be_visible(timeout=5000)
+    page.get_by_label("Internal note").fill("Wants the 9:00 <b>only</b>")
+    page.get_by_role("button", name="Add note").click()
+    note = page.get_by_role("list", name="Messages").get_by_text("Wants the 9:00 <b>only</b>")
+    expect(note).to_be_visible()
+    expect(page.get_by_text("note by Rita")).to_be_visible()
+    assert not any("Wants the 9:00" in m["text"] for m in live.outgoing(PHONE))
     shot(page, "conversation")
 
     page.get_by_role("button", name=re.compile("^Resolve")).click()

@@ -11,6 +11,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
+from clinic_bot.models import InboxEvent, OutboxMessage
 from clinic_bot.web.api.auth import create_token
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # before every example date of the document
@@ -22,6 +23,18 @@ def api(live_server, clock):
     clock.set(NOW)
     with live_server.runtime.db.transaction() as s:
         live_server.http.headers["Authorization"] = f"Bearer {create_token(s, 'docs', NOW)}"
+        # A dead event and a dead message with id 1, which the admin examples retry.
+        s.add(InboxEvent(dedupe_key="dead-1", kind="messages", payload={}, status="dead"))
+        s.add(
+            OutboxMessage(
+                idempotency_key="dead-1",
+                chat_id="4915112345678@s.whatsapp.net",
+                endpoint="messages/text",
+                body={"body": "hello"},
+                fingerprint="f" * 64,
+                status="dead",
+            )
+        )
     return live_server
 
 
@@ -56,7 +69,7 @@ def test_the_document_is_valid_openapi_3_served_without_a_token(doc):
 
 def test_every_route_documents_its_401_and_answers_it_in_the_contract_shape(doc, live_server):
     ops = list(operations(doc))
-    assert len(ops) == 11
+    assert len(ops) == 18
     for path, method, op, params in ops:
         unauthorized = resolve(doc, op["responses"]["401"])
         schema = resolve(doc, unauthorized["content"]["application/json"]["schema"])

@@ -340,3 +340,24 @@ def test_a_disconnected_channel_shows_a_banner_with_the_waiting_messages(live_se
     with rt.db.transaction() as s:
         GatewayState.put(s, "channel", {"status": "AUTH", "at": rt.clock().isoformat()}, rt.clock())
     assert "WhatsApp disconnected" not in desk.get(f"{live_server.base_url}/staff/inbox").text
+
+
+def test_a_feed_link_is_rotated_from_the_operations_page_and_the_old_one_stops(live_server, boss):
+    live, rt = live_server, live_server.runtime
+    made = post(boss, live.base_url, "/staff/calendar/feeds", {"practitioner_id": ""})
+    old = re.search(r'<code id="new-feed-url">([^<]+)</code>', made.text).group(1)
+    assert live.http.get(old).status_code == 200
+    page = boss.get(f"{live.base_url}/staff/admin").text
+    assert "Whole clinic" in page and BOSS in page
+    path = re.search(r'action="(/staff/calendar/feeds/\d+/rotate)"', page).group(1)
+    shown = post(boss, live.base_url, path, {"from": "operations"})
+    assert "New calendar feed link" in shown.text and "Back to users and tokens" in shown.text
+    new = re.search(r'<code class="secret">([^<]+)</code>', shown.text).group(1)
+    assert new != old
+    assert live.http.get(old).status_code == 404
+    assert live.http.get(new).status_code == 200
+    assert {"feed_token_created", "feed_token_rotated"} <= set(audit_actions(rt))
+    # The same button again names a link that no longer exists: told, nothing rotated.
+    again = post(boss, live.base_url, path, {"from": "operations"})
+    assert "no longer exists" in again.text
+    assert live.http.get(new).status_code == 200

@@ -70,3 +70,23 @@ def test_api_token_revoke_refuses_its_callers_at_once(
     assert live_server.http.get(url, headers=auth).status_code == 401
     again = run(["api-token", "revoke", "lab-import"], elsewhere, cli_env(tmp_path, database_url))
     assert again.returncode == 2 and "no API token" in again.stderr
+
+
+def test_api_token_create_with_a_reception_role_is_refused_on_admin_routes_only(
+    live_server, tmp_path, elsewhere, database_url
+):
+    env = cli_env(tmp_path, database_url)
+    desk = run(["api-token", "create", "front-desk", "--role", "reception"], elsewhere, env)
+    boss = run(["api-token", "create", "ops"], elsewhere, env)  # no --role: admin, as before
+    assert desk.returncode == 0 and boss.returncode == 0, desk.stderr + boss.stderr
+    base = f"{live_server.base_url}/api/v1"
+
+    def get(output, path):
+        token = output.stdout.strip().splitlines()[-1]
+        return live_server.http.get(base + path, headers={"Authorization": f"Bearer {token}"})
+
+    assert get(desk, "/appointments").status_code == 200
+    assert get(desk, "/audit").status_code == 403
+    assert get(boss, "/audit").status_code == 200
+    wrong = run(["api-token", "create", "x", "--role", "owner"], elsewhere, env)
+    assert wrong.returncode == 2 and "owner" in wrong.stderr

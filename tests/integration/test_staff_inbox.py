@@ -172,3 +172,45 @@ def test_a_patient_running_late_shows_as_an_alert_with_the_visit_until_dismissed
         assert s.execute(
             select(AuditEntry).where(AuditEntry.action == "alert dismissed")
         ).scalar_one()
+
+
+def test_a_staff_note_shows_in_its_place_with_who_and_when_and_never_reaches_the_patient(
+    clock, live, desk
+):
+    phone = Phone(live, PHONE)
+    phone.say("first words")
+    pid = patient_id(live.runtime)
+    clock.advance(minutes=5)
+    note = 'Prefers mornings <script>alert("x")</script>'
+    r = post(desk, live.base_url, f"/staff/patients/{pid}/notes", {"text": note})
+    assert r.status_code == 200 and "Note added" in r.text
+    written = clock().astimezone(live.runtime.profile.timezone).strftime("%d %b %H:%M")
+    clock.advance(minutes=5)
+    phone.say("later words")
+    live.settle()
+    assert not any("Prefers mornings" in m["text"] for m in live.outgoing(PHONE))
+
+    timeline = desk.get(f"{live.base_url}/staff/patients/{pid}/timeline").text
+    assert "<script>alert" not in timeline
+    shown = "Prefers mornings &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+    assert shown in timeline
+    assert timeline.index("first words") < timeline.index(shown) < timeline.index("later words")
+    entry = timeline[timeline.rindex("<li", 0, timeline.index(shown)) : timeline.index(shown)]
+    assert "note by" in entry and "Rita" in entry and written in entry
+    with live.runtime.db.ReadSession() as s:
+        audited = s.execute(
+            select(AuditEntry).where(AuditEntry.action == "note_added")
+        ).scalar_one()
+    assert audited.staff_email == DESK and audited.target == f"patient:{pid}"
+
+
+def test_an_empty_or_overlong_note_is_refused_with_a_message(live, desk):
+    Phone(live, PHONE).say("hi")
+    pid = patient_id(live.runtime)
+    r = post(desk, live.base_url, f"/staff/patients/{pid}/notes", {"text": " "})
+    assert "Write the note first" in r.text
+    r = post(desk, live.base_url, f"/staff/patients/{pid}/notes", {"text": "x" * 2001})
+    assert "longer than" in r.text
+    assert "note by" not in desk.get(f"{live.base_url}/staff/patients/{pid}/timeline").text
+    r = post(desk, live.base_url, "/staff/patients/999999/notes", {"text": "hello"})
+    assert r.status_code == 404

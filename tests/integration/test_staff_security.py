@@ -209,6 +209,7 @@ def test_html_in_patient_names_and_texts_is_shown_as_text(live_server, users, ru
             InboxEvent(
                 dedupe_key="evil-1",
                 kind="messages",
+                chat_id="4915100000009@s.whatsapp.net",
                 payload={
                     "id": "evil-1",
                     "type": "text",

@@ -155,6 +155,23 @@ def test_a_status_whose_id_equals_a_message_id_is_stored_beside_the_message(live
     assert outcomes["statuses"] == ("done", "status of an inbound message")
 
 
+def test_each_stored_event_records_the_chat_it_belongs_to(live_server):
+    status = {
+        "statuses": [{"id": "st-1", "status": "read", "recipient_id": f"{PHONE}@s.whatsapp.net"}],
+        "event": {"type": "statuses", "event": "post"},
+    }
+    no_chat = message("m-2", phone="4915199999999")
+    del no_chat["chat_id"]  # some senders give only `from`
+    live_server.post_webhook(envelope(message("m-1"), no_chat))
+    live_server.post_webhook(status)
+    live_server.post_webhook(envelope({"id": "l-1", "name": "VIP"}, key="labels"))
+    chats = {r.dedupe_key: r.chat_id for r in inbox_rows(live_server.runtime)}
+    assert chats["msg:m-1"] == f"{PHONE}@s.whatsapp.net"
+    assert chats["msg:m-2"] == "4915199999999@s.whatsapp.net"
+    assert chats["status:st-1:read"] == f"{PHONE}@s.whatsapp.net"
+    assert [c for k, c in chats.items() if k.startswith("labels")] == [None]
+
+
 # ------------------------------------------------------------------ authentication
 
 

@@ -73,6 +73,7 @@ MAX_CHANNEL_ID = 100
 MAX_EVENT_TYPE = 40
 MAX_EVENT_METHOD = 20
 MAX_KIND = 40
+MAX_CHAT_ID = 100
 # Single string items: `messages_removed_all` (a chat id) comes on messages.delete.
 STRING_KEYS = ("messages_removed_all",)
 _ODD_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -133,6 +134,7 @@ class InboxItem:
     event_method: str
     channel_id: str | None
     payload: dict | str
+    chat_id: str | None = None  # the chat it belongs to, so a chat's events are found by index
 
 
 # Single objects that report a state, not a one-off event: the same content can come again
@@ -202,6 +204,23 @@ def _event_meta(body: dict) -> tuple[str, str]:
     return etype[:MAX_EVENT_TYPE], method[:MAX_EVENT_METHOD]
 
 
+def item_chat_id(kind: str, item) -> str | None:
+    """The chat an item belongs to: its `chat_id` (a message's sender when it has none), a
+    status's `recipient_id`; None when it names none or one too long to be a chat id."""
+    if not isinstance(item, dict):
+        return None
+    chat = scalar_text(item.get("chat_id"))
+    if not chat and kind == "statuses":
+        chat = scalar_text(item.get("recipient_id"))
+    if not chat and kind == "messages":
+        # The same fallback the message parser uses (coerce_message).
+        sender = scalar_text(item.get("from"))
+        chat = f"{sender}@s.whatsapp.net" if sender and sender.isdigit() else None
+    if not chat or len(chat) > MAX_CHAT_ID:
+        return None
+    return chat
+
+
 def split_envelope(body, received_at: datetime | None = None) -> list[InboxItem]:
     """Validate a decoded webhook body and split it into inbox items; raise EnvelopeError.
 
@@ -241,7 +260,8 @@ def split_envelope(body, received_at: datetime | None = None) -> list[InboxItem]
             if dedupe in seen:
                 continue
             seen.add(dedupe)
-            items.append(InboxItem(dedupe, kind, etype, method, channel_id, entry))
+            chat = item_chat_id(kind, entry)
+            items.append(InboxItem(dedupe, kind, etype, method, channel_id, entry, chat))
     return items
 
 

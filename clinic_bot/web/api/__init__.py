@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from clinic_bot.web.api import appointments, broadcasts, calendar, patients
+from clinic_bot.web.api import admin, appointments, broadcasts, calendar, patients
 from clinic_bot.web.api.base import make_api
 
 # The blueprints that make up the API, in the order the OpenAPI document lists them.
-BLUEPRINTS = (appointments.blp, patients.blp, broadcasts.blp, calendar.blp)
+BLUEPRINTS = (appointments.blp, patients.blp, broadcasts.blp, calendar.blp, admin.blp)
 
 
 def register(app: Flask) -> None:

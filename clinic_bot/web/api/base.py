@@ -2,7 +2,8 @@
 route's schemas validate *and* document it.
 
 - bodies, queries and forms that fail their schema answer 400 (CONTRACT §5), never 422;
-- every route needs a bearer token and its document lists the 401;
+- every route needs a bearer token and its document lists the 401; an admin-only blueprint's
+  routes need an admin token and list the 403 a reception token gets;
 - every HTTP error inside a route answers in the CONTRACT's error shape;
 - the document's paths are relative to its server `/api/v1`, as the contract names them.
 """
@@ -21,7 +22,7 @@ from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from clinic_bot.web.api.auth import require_token
+from clinic_bot.web.api.auth import require_admin, require_token
 from clinic_bot.web.api.errors import fail, handle_http_exception
 from clinic_bot.web.api.schemas import DayOrInstant, ErrorSchema
 
@@ -113,18 +114,29 @@ class Blueprint(SmorestBlueprint):
         "multipart": "multipart/form-data",
     }
 
-    def __init__(self, name: str, import_name: str, **kwargs):
+    def __init__(self, name: str, import_name: str, *, admin_only: bool = False, **kwargs):
         kwargs.setdefault("url_prefix", PREFIX)
         super().__init__(name, import_name, **kwargs)
         self.before_request(require_token)
+        if admin_only:
+            # The role is checked on the server for every route of the blueprint, like the
+            # staff UI's admin pages: a reception token gets 403 whatever it asks.
+            self.before_request(require_admin)
         self.before_request(_ids_in_range)
         self.register_error_handler(HTTPException, handle_http_exception)
-        self._prepare_doc_cbks = [*self._prepare_doc_cbks, self._prepare_auth_doc]
+        cbks = [self._prepare_auth_doc] + ([self._prepare_admin_doc] if admin_only else [])
+        self._prepare_doc_cbks = [*self._prepare_doc_cbks, *cbks]
 
     @staticmethod
     def _prepare_auth_doc(doc, doc_info, **kwargs):
         """Document the 401 that `require_token` answers on every route."""
         doc.setdefault("responses", {}).setdefault("401", "UNAUTHORIZED")
+        return doc
+
+    @staticmethod
+    def _prepare_admin_doc(doc, doc_info, **kwargs):
+        """Document the 403 that `require_admin` answers to a reception token."""
+        doc.setdefault("responses", {}).setdefault("403", "FORBIDDEN")
         return doc
 
 

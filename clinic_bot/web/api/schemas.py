@@ -406,3 +406,115 @@ class ErrorSchema(Schema):
     """Every 4xx: {"error": {"code", "message"}}."""
 
     error = fields.Nested(ErrorBodySchema)
+
+
+# ------------------------------------------------------------------ admin routes (paginated)
+
+MAX_PAGE = 1_000_000
+
+
+class PageQuerySchema(Schema):
+    """`?page=`: which page of a list (50 items each, newest first)."""
+
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"example": 1, "description": "1 is the newest 50"},
+    )
+
+
+class AuditQuerySchema(PageQuerySchema):
+    """Audit log filters; each is optional."""
+
+    who = Text(validate=validate.Length(max=200), metadata={"description": "part of an email"})
+    action = Text(validate=validate.Length(max=60), metadata={"example": "staff_added"})
+    since = DayOrInstant(metadata={"description": "entries at or after this (an instant or a day)"})
+
+    @pre_load
+    def _drop_empty(self, data, **kwargs):
+        return {k: data[k] for k in data if not (isinstance(data[k], str) and not data[k].strip())}
+
+
+class PageSchema(Schema):
+    """Which page this is, of how many, and how many items there are in all."""
+
+    page = fields.Integer()
+    pages = fields.Integer()
+    total = fields.Integer()
+
+
+class DeadEventSchema(Schema):
+    """A webhook event the worker gave up on (its payload stays on the server)."""
+
+    id = fields.Integer()
+    kind = fields.String()
+    status = fields.String(
+        metadata={"description": "dead; pending after Retry, ignored after Dismiss"}
+    )
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    received_at = UTCInstant(allow_none=True)
+
+
+class DeadEventPageSchema(PageSchema):
+    items = fields.List(fields.Nested(DeadEventSchema))
+
+
+class DeadMessageSchema(Schema):
+    """A message that could not be sent."""
+
+    id = fields.Integer()
+    chat_id = fields.String()
+    purpose = fields.String()
+    status = fields.String(metadata={"description": "after Retry pending, after Dismiss cancelled"})
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    text = fields.String(metadata={"description": "the visible text, to recognise it"})
+    created_at = UTCInstant(allow_none=True)
+
+
+class DeadMessagePageSchema(PageSchema):
+    items = fields.List(fields.Nested(DeadMessageSchema))
+
+
+class AuditEntrySchema(Schema):
+    """One staff action: who, what, when, from where."""
+
+    id = fields.Integer()
+    at = UTCInstant()
+    who = fields.String(metadata={"description": "the staff email, or the API token"})
+    action = fields.String()
+    target = fields.String()
+    detail = fields.Dict()
+    address = fields.String()
+
+
+class AuditPageSchema(PageSchema):
+    items = fields.List(fields.Nested(AuditEntrySchema))
+
+
+class StaffUserSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    first_name = fields.String(allow_none=True)
+    role = fields.String(validate=validate.OneOf(("admin", "reception")))
+    disabled = fields.Boolean()
+    created_at = UTCInstant(allow_none=True)
+
+
+class StaffUserPageSchema(PageSchema):
+    items = fields.List(fields.Nested(StaffUserSchema))
+
+
+class ApiTokenSchema(Schema):
+    """A token as admins see it: never the token itself, which only its creator saw."""
+
+    id = fields.Integer()
+    name = fields.String()
+    role = fields.String(validate=validate.OneOf(("admin", "reception")))
+    created_at = UTCInstant(allow_none=True)
+    last_used_at = UTCInstant(allow_none=True, metadata={"description": "to the minute"})
+
+
+class ApiTokenPageSchema(PageSchema):
+    items = fields.List(fields.Nested(ApiTokenSchema))

@@ -10,16 +10,17 @@ from __future__ import annotations
 import secrets
 from datetime import date
 
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from clinic_bot.adapters.ical.importer import MAX_IMPORT_BYTES, MODES
 from clinic_bot.core.runtime import get_runtime
-from clinic_bot.models import Appointment, BusyBlock, CalendarFeed, CalendarImport
+from clinic_bot.models import Appointment, BusyBlock, CalendarImport
 from clinic_bot.models.calendar import ImportedEvent
 from clinic_bot.web.calendar_sync import CalendarRefused, run_import
-from clinic_bot.web.feeds import create_feed, rotate_feed
+from clinic_bot.web.feeds import active_feeds, create_feed, rotate_feed
+from clinic_bot.web.staff import audit
 from clinic_bot.web.staff.blueprint import bp
 
 HISTORY = 20
@@ -54,13 +55,7 @@ def _page(**extra):
                 .limit(HISTORY)
             ).scalars()
         )
-        feeds = list(
-            s.execute(
-                select(CalendarFeed)
-                .where(CalendarFeed.revoked_at.is_(None))
-                .order_by(CalendarFeed.created_at)
-            ).scalars()
-        )
+        feeds = active_feeds(s)
         for row in history + feeds:
             s.expunge(row)
     names = {p.id: p.name for p in rt.profile.practitioners}
@@ -217,15 +212,29 @@ def calendar_feed_create():
         return _page(error=f"Unknown practitioner {practitioner!r}."), 400
     with rt.db.transaction() as s:
         token = create_feed(s, practitioner, _staff_email(), rt.clock())
+        audit.record(s, "feed_token_created", f"practitioner:{practitioner or 'all'}")
     return _page(new_feed_url=url_for("calendar_feed.feed", token=token, _external=True))
 
 
 @bp.post("/calendar/feeds/<int:feed_id>/rotate")
 def calendar_feed_rotate(feed_id: int):
-    """Revoke a feed link and make a new one; the old link stops working at once."""
+    """Revoke a feed link and make a new one; the old link stops working at once.
+
+    The operations page's Rotate buttons post here too (`from=operations`): one code path,
+    and the new link is shown once on the page the button was on.
+    """
     rt = get_runtime()
+    from_operations = request.form.get("from") == "operations"
     with rt.db.transaction() as s:
         token = rotate_feed(s, feed_id, _staff_email(), rt.clock())
+        if token is not None:
+            audit.record(s, "feed_token_rotated", f"calendar_feed:{feed_id}")
     if token is None:
+        if from_operations:
+            flash("That feed link no longer exists.", "error")
+            return redirect(url_for("staff.admin"))
         return _page(error="That feed link no longer exists."), 404
-    return _page(new_feed_url=url_for("calendar_feed.feed", token=token, _external=True))
+    url = url_for("calendar_feed.feed", token=token, _external=True)
+    if from_operations:
+        return render_template("staff/shown_once.html", title="New calendar feed link", secret=url)
+    return _page(new_feed_url=url)

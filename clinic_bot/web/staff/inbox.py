@@ -1,13 +1,13 @@
-"""The shared team inbox: who waits for a person, each conversation, reply, Resolve, take over."""
+"""The shared team inbox: who waits for a person, each conversation, reply, notes, Resolve."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 
 from clinic_bot.core.runtime import get_runtime
 from clinic_bot.domain import booking
 from clinic_bot.domain.messages import TEXT_BODY
-from clinic_bot.models import Patient
+from clinic_bot.models import Patient, StaffNote
 from clinic_bot.models.conversation import StaffAlert
 from clinic_bot.reactions.conversation import handoff
 from clinic_bot.web.staff import audit, queries
@@ -15,6 +15,7 @@ from clinic_bot.web.staff.actions import staff_first_name
 from clinic_bot.web.staff.blueprint import bp
 
 QUICK_REPLY_PREFIX = "quick_reply_"
+NOTE_MAX = 2000  # characters of one internal note
 
 
 def quick_replies(profile, lang: str | None) -> list[tuple[str, str]]:
@@ -93,6 +94,7 @@ def _conversation_context(patient_id: int):
             "upcoming": upcoming,
             "quick_replies": quick_replies(rt.profile, p.language),
             "max_text": TEXT_BODY,
+            "max_note": NOTE_MAX,
         }
     return ctx
 
@@ -143,6 +145,35 @@ def reply(patient_id: int):
     rt.waker.wake()
     flash("Sent." if queued else "Not sent.")
     return redirect(url_for("staff.conversation", patient_id=patient_id))
+
+
+@bp.post("/patients/<int:patient_id>/notes")
+def add_note(patient_id: int):
+    """Add an internal note to the conversation: staff see it, the patient is never sent it."""
+    rt = get_runtime()
+    text = request.form.get("text", "").strip()
+    back = redirect(url_for("staff.conversation", patient_id=patient_id))
+    if not text:
+        flash("Write the note first.", "error")
+        return back
+    if len(text) > NOTE_MAX:
+        flash(f"The note is longer than {NOTE_MAX} characters.", "error")
+        return back
+    with rt.db.transaction() as s:
+        if s.get(Patient, patient_id) is None:
+            return render_template("staff/not_found.html", what="patient"), 404
+        s.add(
+            StaffNote(
+                patient_id=patient_id,
+                staff_user_id=g.staff.id,
+                author=g.staff.display_name[:200],
+                text=text,
+                created_at=rt.clock(),
+            )
+        )
+        audit.record(s, "note_added", f"patient:{patient_id}", length=len(text))
+    flash("Note added (staff only; the patient does not see it).")
+    return back
 
 
 @bp.post("/patients/<int:patient_id>/take-over")

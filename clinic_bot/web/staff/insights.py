@@ -26,17 +26,13 @@ def audit_log():
     who = request.args.get("who", "").strip()[:200]
     action = request.args.get("action", "").strip()[:60]
     since_raw = request.args.get("since", "").strip()
-    stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
-    if who:
-        stmt = stmt.where(AuditEntry.staff_email.ilike(f"%{who}%"))
-    if action:
-        stmt = stmt.where(AuditEntry.action == action)
+    start = None
     try:
         if since_raw:
             start, _ = local_day_bounds(date.fromisoformat(since_raw), rt.profile.timezone)
-            stmt = stmt.where(AuditEntry.at >= start)
     except ValueError:
         since_raw = ""
+    stmt = queries.audit_entries(who=who, action=action, since=start)
     number = queries.page_number(request.args.get("page"))
     with rt.db.ReadSession() as s:
         page = queries.paginate(s, stmt, number)

@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from clinic_bot.core.runtime import get_runtime
-from clinic_bot.models import ApiToken, InboxEvent, OutboxMessage, StaffUser
-from clinic_bot.models.statuses import UNDELIVERABLE
-from clinic_bot.web.api.auth import create_token
+from clinic_bot.models import ApiToken, StaffUser
+from clinic_bot.operations import dead_letters
+from clinic_bot.web.api.auth import TOKEN_ROLES, create_token
+from clinic_bot.web.feeds import active_feeds
 from clinic_bot.web.staff import audit
 from clinic_bot.web.staff.auth import admin_required, end_sessions
 from clinic_bot.web.staff.blueprint import bp
@@ -32,19 +33,10 @@ def dead_event(event_id: int, action: str):
     """Retry (back to the worker) or Dismiss (keep it, marked handled) a dead webhook event."""
     rt = get_runtime()
     with rt.db.transaction() as s:
-        ev = s.get(InboxEvent, event_id)
-        if ev is None or ev.status != "dead" or action not in ("retry", "dismiss"):
+        ev = dead_letters.settle_event(s, event_id, action, now=rt.clock(), by=g.staff.email)
+        if ev is None:
             flash("That event is not a dead letter any more.", "error")
             return _back()
-        if action == "retry":
-            ev.status, ev.attempts, ev.next_attempt_at, ev.locked_until = (
-                "pending",
-                0,
-                rt.clock(),
-                None,
-            )
-        else:
-            ev.status, ev.outcome = "ignored", f"dismissed by {g.staff.email}"[:200]
         audit.record(s, f"dead_letter_{action}", f"inbox_event:{event_id}")
     rt.waker.wake()
     flash("Sent back to the worker." if action == "retry" else "Dismissed.")
@@ -57,16 +49,10 @@ def dead_message(message_id: int, action: str):
     """Retry (send again) or Dismiss (withdraw) a message that could not be sent."""
     rt = get_runtime()
     with rt.db.transaction() as s:
-        m = s.get(OutboxMessage, message_id)
-        if m is None or m.status not in UNDELIVERABLE or action not in ("retry", "dismiss"):
+        m = dead_letters.settle_message(s, message_id, action, now=rt.clock(), by=g.staff.email)
+        if m is None:
             flash("That message is not a dead letter any more.", "error")
             return _back()
-        if action == "retry":
-            m.status, m.attempts, m.next_attempt_at, m.locked_until = "pending", 0, rt.clock(), None
-            m.uncertain_since, m.provider_message_id, m.failed_at = None, None, None
-        else:
-            m.status = "cancelled"
-            m.last_error = f"{m.last_error or ''} (dismissed by {g.staff.email})".strip()
         audit.record(s, f"dead_letter_{action}", f"outbox_message:{message_id}")
     rt.waker.wake()
     flash("Queued to send again." if action == "retry" else "Dismissed.")
@@ -95,13 +81,33 @@ def admin():
                 "id": t.id,
                 "name": t.name,
                 "created_at": t.created_at,
-                "last_used_at": getattr(t, "last_used_at", None),
+                "last_used_at": t.last_used_at,
+                "role": t.role,
             }
             for t in s.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
         ]
+        names = {p.id: p.name for p in rt.profile.practitioners}
+        feeds = [
+            {
+                "id": f.id,
+                "scope": names.get(f.practitioner_id, f.practitioner_id)
+                if f.practitioner_id
+                else "Whole clinic",
+                "created_at": f.created_at,
+                "created_by": f.created_by or "",
+            }
+            for f in active_feeds(s)
+        ]
     feed = f"{rt.settings.public_url}/calendar/{rt.settings.calendar_feed_token}.ics"
     return render_template(
-        "staff/admin.html", users=users, tokens=tokens, feed=feed, roles=ROLES, profile=rt.profile
+        "staff/admin.html",
+        users=users,
+        tokens=tokens,
+        feed=feed,
+        feeds=feeds,
+        roles=ROLES,
+        token_roles=TOKEN_ROLES,
+        profile=rt.profile,
     )
 
 
@@ -181,16 +187,17 @@ def user_action(user_id: int, action: str):
 @bp.post("/admin/tokens")
 @admin_required
 def add_token():
-    """Create an API token; shown once."""
+    """Create an API token with a role (admin or reception); shown once."""
     rt = get_runtime()
     name = request.form.get("name", "").strip()[:100]
-    if not name:
-        flash("Name the token (who or what uses it).", "error")
+    role = request.form.get("role", "admin")
+    if not name or role not in TOKEN_ROLES:
+        flash("Name the token (who or what uses it) and give it a role.", "error")
         return redirect(url_for("staff.admin"))
     with rt.db.transaction() as s:
-        token = create_token(s, name, rt.clock())
-        audit.record(s, "api_token_created", name)
-    return _shown_once(f"API token {name}", token)
+        token = create_token(s, name, rt.clock(), role=role)
+        audit.record(s, "api_token_created", name, role=role)
+    return _shown_once(f"API token {name} ({role})", token)
 
 
 @bp.post("/admin/tokens/<int:token_id>/revoke")

@@ -12,11 +12,13 @@ from clinic_bot.core.clock import local_day_bounds
 from clinic_bot.domain.profile import Profile
 from clinic_bot.models import (
     Appointment,
+    AuditEntry,
     BusyBlock,
     GatewayState,
     InboxEvent,
     OutboxMessage,
     Patient,
+    StaffNote,
 )
 from clinic_bot.models.conversation import StaffAlert
 from clinic_bot.models.reminders import SPECIAL_KINDS, Reminder
@@ -296,22 +298,21 @@ class Entry:
     """One line of a conversation timeline."""
 
     at: datetime
-    direction: str  # in | out
+    direction: str  # in | out | note (internal, never sent)
     text: str
     purpose: str = ""
     status: str = ""
+    author: str = ""  # who wrote a note
 
 
 def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry]:
-    """The patient's conversation, oldest first: their messages and taps, and ours with ticks."""
+    """The patient's conversation, oldest first: their messages and taps, ours with ticks, and
+    the staff's internal notes in their place."""
     entries = []
     chat = patient.chat_id
     inbound = session.execute(
         select(InboxEvent)
-        .where(
-            InboxEvent.kind == "messages",
-            InboxEvent.payload["chat_id"].as_string() == chat,
-        )
+        .where(InboxEvent.chat_id == chat, InboxEvent.kind == "messages")
         .order_by(InboxEvent.id.desc())
         .limit(limit)
     ).scalars()
@@ -327,6 +328,14 @@ def timeline(session: Session, patient: Patient, limit: int = 200) -> list[Entry
     ).scalars()
     for m in outbound:
         entries.append(Entry(m.created_at, "out", outbox_preview(m), m.purpose, m.status))
+    notes = session.execute(
+        select(StaffNote)
+        .where(StaffNote.patient_id == patient.id)
+        .order_by(StaffNote.created_at.desc(), StaffNote.id.desc())
+        .limit(limit)
+    ).scalars()
+    for n in notes:
+        entries.append(Entry(n.created_at, "note", n.text, author=n.author))
     entries.sort(key=lambda e: e.at)
     return entries[-limit:]
 
@@ -378,6 +387,18 @@ def dead_outbox_messages(session: Session, number: int = 1, size: int = PAGE_SIZ
         .order_by(OutboxMessage.id.desc())
     )
     return paginate(session, stmt, number, size)
+
+
+def audit_entries(who: str = "", action: str = "", since: datetime | None = None):
+    """The audit log, newest first, narrowed by who (part of an email), action and start."""
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
+    if who:
+        stmt = stmt.where(AuditEntry.staff_email.ilike(f"%{who}%"))
+    if action:
+        stmt = stmt.where(AuditEntry.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    return stmt
 
 
 def outbox_preview(msg: OutboxMessage) -> str:
