@@ -16,6 +16,7 @@ from sqlalchemy import select
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain import availability, booking
 from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.domain.profile.fields import parse_time_range
 from clinic_bot.models import Appointment, Patient, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import handoff, words
@@ -86,6 +87,12 @@ class Runner:
             self.chat.phone = cfg["phone"]
         for key, value in cfg.get("profile", {}).items():
             setattr(self.runtime.profile, key, value)  # a profile switch this script needs
+        if cfg.get("hours"):  # every practitioner works these hours, without breaks
+            hours = {
+                day: [parse_time_range(r) for r in spans] for day, spans in cfg["hours"].items()
+            }
+            for person in self.runtime.profile.practitioners:
+                person.hours, person.breaks = hours, {}
         self.clock.set(START + timedelta(minutes=cfg.get("minutes_after_start", 0)))
         now = self.clock()
         with self.runtime.db.transaction() as s:

@@ -22,7 +22,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Booking (and rescheduling, which re-enters at "service" with the service known).
     "service": {"picked": "practitioner", "skip": "practitioner"},
     "practitioner": {"picked": "day", "skip": "day"},
-    "day": {"picked": "part", "more": "day", "none": "menu"},
+    "day": {"picked": "part", "more": "day", "none": "menu", "ambiguous": "clarify"},
+    # A typed day or time that reads two ways ("4/5", "at 8", "next thursday"): asked once.
+    "clarify": {"picked": "day"},
     # Morning / Afternoon / Evening, only when the day has more times than a list holds.
     "part": {"picked": "time", "skip": "time"},
     "time": {"picked": "name", "more": "time", "gone": "day"},

@@ -59,14 +59,21 @@ def date_order(profile) -> str:
     )
 
 
+def date_orders(profile, patient_phone: str | None) -> tuple[str, str | None]:
+    """(order to read 4/12 in, the other order when neither profile nor phones settle it)."""
+    return steps.date_orders(profile, patient_phone)
+
+
 def when_of(turn: Turn, text: str) -> dates.When:
     """The day/time/part of day the message names, relative to the clinic's today."""
     today = turn.now.astimezone(turn.profile.timezone).date()
+    order, other = date_orders(turn.profile, turn.patient.phone)
     return dates.parse_when(
         text,
         turn.lang,
         today,
-        date_order=date_order(turn.profile),
+        date_order=order,
+        other_order=other,
         timezone=str(turn.profile.timezone),
     )
 
