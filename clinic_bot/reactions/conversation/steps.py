@@ -608,28 +608,65 @@ def choose_day(turn: Turn, value: str) -> None:
 
 
 def enter_part(turn: Turn, again: bool = False, **_) -> None:
-    """Morning / Afternoon / Evening, when the day has more free times than a list holds."""
+    """A day with more free times than a list holds: a free time from each hour of the day
+    (one tap to it), then Morning / Afternoon / Evening rows that list all of a part's times.
+    Skipped when the day's times fit one list or all fall in one part of the day."""
     turn.state = "part"
     turn.data.pop("part", None)
     turn.data.pop("near", None)
-    slots = _free_slots(turn, date.fromisoformat(turn.data["day"]))
-    present = {_part(turn, s) for s in slots}
-    parts = [p for p in ("morning", "afternoon", "evening") if p in present]
+    day = date.fromisoformat(turn.data["day"])
+    slots = _free_slots(turn, day)
+    parts = [
+        p for p in ("morning", "afternoon", "evening") if any(_part(turn, s) == p for s in slots)
+    ]
     if len(slots) <= MAX_LIST_ROWS or len(parts) < 2:
         go(turn, "skip")
         return
-    day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
+    show_who = _show_who(turn)
+    options = [
+        _time_option(turn, s, show_who) for s in _hourly(turn, slots, MAX_LIST_ROWS - len(parts))
+    ]
+    for p in parts:
+        in_part = [s for s in slots if _part(turn, s) == p]
+        span = turn.t(
+            "conv_part_row",
+            first=_local_time(turn, in_part[0]),
+            last=_local_time(turn, in_part[-1]),
+        )
+        options.append(Option(p, turn.t(f"conv_part_button_{p}"), span, aliases=(p,)))
     turn.prompt(
         "part",
-        "buttons",
-        turn.t("conv_part_ask", date=day),
-        [Option(p, turn.t(f"conv_part_button_{p}"), aliases=(p,)) for p in parts],
+        "list",
+        turn.t("conv_part_ask", date=render.day_long(turn.profile, turn.lang, day)),
+        options,
+        label=turn.t("conv_time_label"),
+        section=turn.t("conv_time_section"),
     )
 
 
+def _hourly(turn: Turn, slots, room: int) -> list:
+    """The first free time of each hour, spread evenly over the day when more than `room`."""
+    firsts, hours = [], set()
+    for slot in slots:
+        hour = render.local(turn.profile, slot.starts_at).hour
+        if hour not in hours:
+            hours.add(hour)
+            firsts.append(slot)
+    if len(firsts) <= room:
+        return firsts
+    step = (len(firsts) - 1) / (room - 1)
+    return [firsts[round(i * step)] for i in range(room)]
+
+
 def choose_part(turn: Turn, value: str) -> None:
-    turn.data["part"] = value
-    go(turn, "picked")
+    if value in ("morning", "afternoon", "evening"):
+        turn.data["part"] = value
+        go(turn, "picked")
+        return
+    # One of the hourly times: straight on to the name, intake and summary.
+    starts_at, pid = parse_slot_value(value)
+    turn.data["slot"] = {"at": starts_at.isoformat(), "p": pid}
+    go(turn, "slot")
 
 
 def _slot_value(slot) -> str:
@@ -654,6 +691,26 @@ def _free_slots(turn: Turn, day: date):
         day=day,
         now=turn.now,
         ignore_ids=ignore,
+    )
+
+
+def _show_who(turn: Turn) -> bool:
+    """Time rows name the practitioner when the patient chose "anyone" among several."""
+    return (
+        turn.data.get("practitioner") == "any"
+        and len(availability.candidates(turn.profile, turn.data["service"], None)) > 1
+    )
+
+
+def _time_option(turn: Turn, slot, show_who: bool) -> Option:
+    """A row for one free start time, typed as '09:15', '9:15', '0915' or '09.15'."""
+    hhmm = render.clock(turn.profile, slot.starts_at)
+    who = turn.profile.practitioner(slot.practitioner_id)
+    return Option(
+        _slot_value(slot),
+        hhmm,
+        who.name if show_who and who else "",
+        aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
     )
 
 
@@ -687,22 +744,8 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
         turn.say("conv_day_full")
         go(turn, "gone")
         return
-    show_who = (
-        turn.data.get("practitioner") == "any"
-        and len(availability.candidates(turn.profile, turn.data["service"], None)) > 1
-    )
-    options = []
-    for s in slots[:MAX_LIST_ROWS]:
-        hhmm = render.clock(turn.profile, s.starts_at)
-        who = turn.profile.practitioner(s.practitioner_id)
-        options.append(
-            Option(
-                _slot_value(s),
-                hhmm,
-                who.name if show_who and who else "",
-                aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
-            )
-        )
+    show_who = _show_who(turn)
+    options = [_time_option(turn, s, show_who) for s in slots[:MAX_LIST_ROWS]]
     has_earlier = bool(slots) and any(s.starts_at < slots[0].starts_at for s in day_slots)
     room = MAX_LIST_ROWS - (1 if has_earlier else 0)
     if len(slots) > room:
