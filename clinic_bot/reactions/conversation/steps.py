@@ -388,6 +388,7 @@ def enter_clarify(turn: Turn, readings: list[dict] | None = None, **_) -> None:
 
 
 def choose_clarify(turn: Turn, value: str) -> None:
+    """Go on with the reading the patient chose, at the day step (which asks nothing again)."""
     readings = turn.data.pop("readings", [])
     turn.data["want"] = readings[int(value)]
     go(turn, "picked")
@@ -659,6 +660,7 @@ def _hourly(turn: Turn, slots, room: int) -> list:
 
 
 def choose_part(turn: Turn, value: str) -> None:
+    """A part of the day lists its times; an hourly time is taken as the patient's choice."""
     if value in ("morning", "afternoon", "evening"):
         turn.data["part"] = value
         go(turn, "picked")
