@@ -19,6 +19,7 @@ from clinic_bot.delivery.outbox import cancel_pending_on_opt_out
 from clinic_bot.domain import events as ev
 from clinic_bot.domain.broadcasts import skip_for_patient
 from clinic_bot.domain.profile import Profile, load_profile
+from clinic_bot.domain.understanding import dates, language
 from clinic_bot.domain.waitlist import leave_on_opt_out
 from clinic_bot.operations.gateway_timing import TimedWhapiClient, flush_latency
 from clinic_bot.operations.logging import log_every_handler
@@ -73,11 +74,24 @@ def install_ticks(registry: Registry) -> None:
     registry.every_tick("gateway-latency", flush_latency)
 
 
+def install_warm_ups(registry: Registry) -> None:
+    """What a starting worker loads on background threads, so the first patient does not wait."""
+    registry.at_worker_start("understanding", warm_up_understanding)
+
+
+def warm_up_understanding(runtime: Runtime) -> None:
+    """Load lingua's language models (1-2 s on first use) and dateparser's language data."""
+    languages = runtime.profile.languages
+    language.warm_up(languages)
+    dates.warm_up(languages)
+
+
 def install_everything(registry: Registry) -> None:
-    """The whole app: every reaction, hook and tick."""
+    """The whole app: every reaction, hook, tick and warm-up."""
     install_reactions(registry)
     install_hooks(registry)
     install_ticks(registry)
+    install_warm_ups(registry)
     # Last: one log line per handled event, whichever reactions were installed above.
     log_every_handler(registry)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -44,6 +45,7 @@ class Worker:
         self.relay.on_done = self.send_waker.wake  # a finished send frees a slot
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.warm_up_threads: list[threading.Thread] = []
         tick = runtime.settings.worker_tick_seconds
         self.scheduler = BackgroundScheduler(
             timezone="UTC",
@@ -114,6 +116,26 @@ class Worker:
             self._threads.append(thread)
         log.info("worker started (tick every %ss)", self.runtime.settings.worker_tick_seconds)
         self.scheduler.start()
+        self.start_warm_ups()
+
+    def start_warm_ups(self) -> None:
+        """Run the registry's warm-ups, each on its own daemon thread: start does not wait."""
+        for name, fn in self.runtime.registry.warm_ups:
+            thread = threading.Thread(
+                target=self._warm_up, args=(name, fn), name=f"warm-up-{name}", daemon=True
+            )
+            thread.start()
+            self.warm_up_threads.append(thread)
+
+    def _warm_up(self, name: str, fn) -> None:
+        started = time.monotonic()
+        try:
+            fn(self.runtime)
+        except Exception:
+            # A failed warm-up only means the first use loads lazily, as it would anyway.
+            log.exception("warm-up %s failed", name)
+        else:
+            log.info("warm-up %s done in %.2fs", name, time.monotonic() - started)
 
     def stop(self) -> None:
         """Stop the ticks and the reactor; in-flight rows finish or their lease runs out."""

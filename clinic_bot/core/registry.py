@@ -34,6 +34,7 @@ class Registry:
     bulk_created_hooks: dict[AppointmentHook, BulkAppointmentHook] = field(default_factory=dict)
     opt_out_hooks: list[PatientHook] = field(default_factory=list)
     opt_in_hooks: list[PatientHook] = field(default_factory=list)
+    warm_ups: list[tuple[str, Tick]] = field(default_factory=list)
 
     def on_event(self, event_type: type, handler: EventHandler) -> None:
         """Handle every event of this type (one handler per type) with `handler(ctx, event)`."""
@@ -50,6 +51,12 @@ class Registry:
         if any(existing == name for existing, _ in self.ticks):
             raise ValueError(f"tick {name!r} is installed already")
         self.ticks.append((name, tick))
+
+    def at_worker_start(self, name: str, warm_up: Tick) -> None:
+        """Run `warm_up(runtime)` on its own thread when a worker starts, never delaying it."""
+        if any(existing == name for existing, _ in self.warm_ups):
+            raise ValueError(f"warm-up {name!r} is installed already")
+        self.warm_ups.append((name, warm_up))
 
     def on_status(self, hook: StatusHook) -> None:
         """Call `hook(ctx, event, outcome)` after a status moved one of our messages."""
@@ -80,6 +87,7 @@ class Registry:
         """One line per installed reaction, tick and hook, in order (for docs and debugging)."""
         lines = [f"event {t.__name__} -> {_name(h)}" for t, h in self.handlers.items()]
         lines += [f"tick {name} -> {_name(fn)}" for name, fn in self.ticks]
+        lines += [f"at worker start {name} -> {_name(fn)}" for name, fn in self.warm_ups]
         for label, hooks in (
             ("status", self.status_hooks),
             ("appointment change", self.appointment_hooks),

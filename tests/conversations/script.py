@@ -8,6 +8,7 @@ what the bot sent in reply to that one step and of the patient afterwards.
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from sqlalchemy import select
 from clinic_bot.adapters.whapi import bodies
 from clinic_bot.domain import availability, booking
 from clinic_bot.domain.patients import get_or_create_patient
+from clinic_bot.domain.profile import parse_profile
+from clinic_bot.domain.profile.fields import parse_time_range
 from clinic_bot.models import Appointment, Patient, StaffAlert
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import handoff, words
@@ -86,6 +89,17 @@ class Runner:
             self.chat.phone = cfg["phone"]
         for key, value in cfg.get("profile", {}).items():
             setattr(self.runtime.profile, key, value)  # a profile switch this script needs
+        if cfg.get("faq"):  # the clinic's own [[faq]] entries, through the profile schema
+            with Path(self.runtime.profile.source).open("rb") as fh:
+                data = tomllib.load(fh)
+            data["faq"] = [*data.get("faq", []), *cfg["faq"]]
+            self.runtime.profile.faq = parse_profile(data).faq
+        if cfg.get("hours"):  # every practitioner works these hours, without breaks
+            hours = {
+                day: [parse_time_range(r) for r in spans] for day, spans in cfg["hours"].items()
+            }
+            for person in self.runtime.profile.practitioners:
+                person.hours, person.breaks = hours, {}
         self.clock.set(START + timedelta(minutes=cfg.get("minutes_after_start", 0)))
         now = self.clock()
         with self.runtime.db.transaction() as s:

@@ -284,7 +284,7 @@ def test_an_understood_answer_resets_the_miss_count(chat):
     chat.text("??")
     chat.choose(2)
     out = chat.text("??")
-    assert out[-1].kind == "buttons" and chat.patient().state_data["misses"] == 1
+    assert out[-1].kind == "list" and chat.patient().state_data["misses"] == 1
 
 
 def test_idle_reset_starts_at_the_menu_but_a_reminder_tap_still_works(runtime, clock):
@@ -432,3 +432,49 @@ def test_the_invitation_names_clinic_and_practitioner_and_the_cancel_removes_it(
     assert str(cal2["method"]) == "CANCEL" and str(event2["status"]) == "CANCELLED"
     assert str(event2["uid"]) == str(event["uid"])
     assert int(event2["sequence"]) > int(event["sequence"])
+
+
+# ---------------------------------------------------------------------------- a busy day
+
+
+def _rows(message) -> list[dict]:
+    return message.body["action"]["list"]["sections"][0]["rows"]
+
+
+def test_a_busy_day_shows_a_time_from_each_hour_and_each_part_with_its_span(chat):
+    chat.text("hi")
+    chat.choose("Book")
+    [overview] = chat.choose(3)  # Wednesday 25 November: 09:00-12:00 and 13:00-17:00
+    assert overview.titles == [
+        "09:00",
+        "10:00",
+        "11:00",
+        "13:00",
+        "14:00",
+        "15:00",
+        "16:00",
+        "Morning",
+        "Afternoon",
+    ]
+    spans = {r["title"]: r.get("description") for r in _rows(overview)}
+    assert spans["Morning"] == "All free times 09:00–11:30"
+    assert spans["Afternoon"] == "All free times 13:00–16:30"
+    out = chat.choose("10:00")  # one tap from the day to the time
+    assert chat.patient().state == "name" and "full name" in out[-1].text
+    assert chat.patient().state_data["slot"]["at"] == "2026-11-25T09:00:00+00:00"
+
+
+def test_a_long_day_spreads_the_hourly_times_evenly_and_fits_one_list(runtime, clock):
+    runtime.profile = make_profile(
+        practitioners=[{"id": "dr-lee", "name": "Dr. Lee", "hours": {"wed": ["07:00-21:00"]}}],
+    )
+    clock.set(START)
+    chat = Chat(runtime)
+    chat.text("hi")
+    chat.choose("Book")
+    [overview] = chat.choose(2)  # the first free day, Wednesday 07:00-21:00
+    assert len(overview.titles) == 10  # a WhatsApp list's limit
+    assert overview.titles[-3:] == ["Morning", "Afternoon", "Evening"]
+    assert overview.titles[0] == "07:00" and overview.titles[6] == "20:00"
+    typed = chat.text("evening")
+    assert chat.patient().state == "time" and typed[-1].titles[0] == "17:00"

@@ -109,6 +109,17 @@ CASES = [
     ("texts.en", "hello", "texts.en", "table"),
     ("intake.0.options", [], "intake[0].options", "needs options"),
     ("intake.0.kind", "slider", "intake[0].kind", "buttons, list, text"),
+    ("faq", {"id": "x"}, "faq", "array of tables"),
+    ("faq.0.id", "Parking Lot", "faq[0].id", "lower-case letters"),
+    ("faq.1.id", "price", "faq[1].id", "duplicate FAQ id 'price'"),
+    ("faq.0.triggers", "price, cost", "faq[0].triggers", "list of phrases"),
+    ("faq.0.triggers", {"en": []}, "faq[0].triggers.en", "list of phrases"),
+    ("faq.0.triggers", {"en": ["price", ""]}, "faq[0].triggers.en", "phrase 2"),
+    ("faq.0.triggers", DELETE, "faq[0].triggers", "required"),
+    ("faq.0.answer", DELETE, "faq[0].answer", "required"),
+    ("faq.0.answer", {"en": "At {adress}"}, "faq[0].answer.en", "unknown placeholder {adress}"),
+    ("faq.0.answer", "Costs {60 EUR", "faq[0].answer", "{{"),
+    ("faq.0.answer", {"fr": "Gratuit"}, "faq[0].answer.fr", "no texts for language 'fr'"),
 ]
 
 
@@ -212,6 +223,7 @@ def test_clinic_bot_commands_stop_with_the_key_named(
         ("remindrs", {}, "remindrs", "did you mean reminders?"),
         ("texts.en.menu_bdy", "Hi", "texts.en.menu_bdy", "did you mean menu_body?"),
         ("payments", {"iban": "x"}, "payments", "unknown key"),
+        ("faq.0.answers", "Free", "faq[0].answers", "did you mean answer?"),
     ],
 )
 def test_a_misspelled_or_unknown_key_is_refused_with_a_suggestion(path, value, key, problem):
@@ -238,3 +250,67 @@ def test_docs_profile_md_is_the_schema_as_it_is():
     assert doc.endswith(describe()), (
         "regenerate docs/profile.md: python -m clinic_bot.domain.profile"
     )
+
+
+# ---------------------------------------------------------------------------- FAQ
+
+
+def _faq(profile, faq_id: str):
+    return next(f for f in profile.faq if f.id == faq_id)
+
+
+def test_the_example_ships_price_address_and_hours_as_faq_entries_in_both_languages():
+    profile = load_profile(EXAMPLE_PROFILE)
+    assert [f.id for f in profile.faq] == ["price", "address", "hours"]
+    assert "where are you" in profile.faq_triggers("address", "en")
+    assert "donde estan" in profile.faq_triggers("address", "es")
+    answer = profile.faq_answer(
+        "address", "es", address="Calle 1", map_link="M", hours="", phone=""
+    )
+    assert answer == "Estamos en Calle 1.\nMapa: M"
+    assert not any(k.startswith("faq_") for table in profile.texts.values() for k in table)
+
+
+def test_a_profile_without_faq_gets_the_shipped_entries_and_with_one_only_its_own():
+    data = example()
+    del data["faq"]
+    assert [f.id for f in parse_profile(data).faq] == ["price", "address", "hours"]
+    data["faq"] = [{"id": "parking", "triggers": ["parking"], "answer": "Behind the clinic."}]
+    profile = parse_profile(data)
+    assert [f.id for f in profile.faq] == ["parking"]
+    assert profile.faq_triggers("parking", "es") == ["parking"]  # one list for every language
+    assert profile.faq_answer("parking", "es") == "Behind the clinic."
+
+
+def test_first_edition_faq_texts_are_converted_into_entries_at_load():
+    data = example()
+    del data["faq"]
+    data["texts"]["en"]["faq_price"] = "Visits cost 50 EUR."
+    data["texts"]["en"]["faq_parking_triggers"] = "parking, where can I park"
+    data["texts"]["en"]["faq_parking"] = "Free parking at {address}."
+    profile = parse_profile(data)
+    assert [f.id for f in profile.faq] == ["price", "address", "hours", "parking"]
+    assert profile.faq_answer("price", "en") == "Visits cost 50 EUR."
+    assert profile.faq_answer("price", "es").startswith("Una revisión")  # shipped, untouched
+    assert profile.faq_triggers("parking", "en") == ["parking", "where can I park"]
+    assert profile.faq_triggers("parking", "es") == ["parking", "where can I park"]
+    assert profile.faq_answer("parking", "es", address="Lindenstr. 1") == (
+        "Free parking at Lindenstr. 1."
+    )
+
+
+@pytest.mark.parametrize(
+    ("texts", "key", "problem"),
+    [
+        ({"faq_price": "Free."}, "texts.en.faq_price", "also a [[faq]] entry"),
+        ({"faq_parking_triggers": "parking"}, "texts.en.faq_parking_triggers", "no answer"),
+        ({"faq_parking": "At {adress}"}, "texts.en.faq_parking", "unknown placeholder"),
+    ],
+)
+def test_first_edition_faq_texts_that_cannot_work_are_refused_naming_the_key(texts, key, problem):
+    data = example()  # with the example's own [[faq]] table
+    data["texts"]["en"].update(texts)
+    with pytest.raises(ProfileError) as err:
+        parse_profile(data)
+    assert err.value.key == key
+    assert problem in err.value.problem

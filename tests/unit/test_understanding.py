@@ -117,6 +117,66 @@ def test_times_of_day_are_read_as_a_clinic_would(text, lang, want):
 
 
 @pytest.mark.parametrize(
+    ("text", "lang", "first", "other"),
+    [
+        ("at 8", "en", time(8), time(20)),
+        ("at 3", "en", time(15), time(3)),
+        ("tomorrow at 10", "en", time(10), time(22)),
+        ("a las 8", "es", time(8), time(20)),
+    ],
+)
+def test_an_hour_without_am_or_pm_keeps_its_other_reading(text, lang, first, other):
+    got = dates.parse_when(text, lang, date(2026, 11, 24))
+    assert got.time == first and [o.time for o in got.others] == [other]
+
+
+@pytest.mark.parametrize(
+    "text", ["3pm", "15:30", "8 in the morning", "at 8 tonight", "a las 4 de la tarde"]
+)
+def test_a_time_that_settles_its_half_of_the_day_has_no_other_reading(text):
+    lang = "es" if text.startswith("a las") else "en"
+    assert dates.parse_when(text, lang, date(2026, 11, 24)).others == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "first", "other"),
+    [
+        ("tuesday", "en", date(2026, 11, 24), date(2026, 12, 1)),  # typed on a Tuesday
+        ("next thursday", "en", date(2026, 11, 26), date(2026, 12, 3)),
+        ("el martes", "es", date(2026, 11, 24), date(2026, 12, 1)),
+        ("el próximo jueves", "es", date(2026, 11, 26), date(2026, 12, 3)),
+        ("this tuesday", "en", date(2026, 11, 24), None),
+        ("thursday", "en", date(2026, 11, 26), None),
+        ("este martes", "es", date(2026, 11, 24), None),
+    ],
+)
+def test_a_weekday_that_may_be_this_or_next_week_keeps_both(text, lang, first, other):
+    got = dates.parse_when(text, lang, date(2026, 11, 24))
+    assert got.day == first
+    assert [o.day for o in got.others] == ([other] if other else [])
+
+
+def test_a_numeric_date_has_a_second_reading_only_while_the_day_order_is_unsettled():
+    today = date(2026, 11, 24)
+    unsettled = dates.parse_when("1/12", "en", today, date_order="DMY", other_order="MDY")
+    assert unsettled.day == date(2026, 12, 1)
+    assert [o.day for o in unsettled.others] == [date(2027, 1, 12)]
+    assert dates.parse_when("1/12", "en", today, date_order="DMY").others == ()
+    same_both_ways = dates.parse_when("12/12", "en", today, other_order="MDY")
+    assert same_both_ways.others == ()
+    assert dates.parse_when("13/12", "en", today, other_order="MDY").others == ()
+
+
+def test_the_profile_or_agreeing_phones_settle_the_day_order():
+    assert dates.date_orders("MDY", "DE", "US") == ("MDY", None)
+    assert dates.date_orders(None, "DE", "ES") == ("DMY", None)
+    assert dates.date_orders(None, "DE", None) == ("DMY", None)
+    assert dates.date_orders(None, None, "US") == ("MDY", None)
+    assert dates.date_orders(None, "DE", "US") == ("DMY", "MDY")
+    assert dates.date_orders(None, None, None) == ("DMY", "MDY")
+
+
+@pytest.mark.parametrize(
     ("text", "lang", "part"),
     [
         ("tomorrow morning", "en", "morning"),
@@ -213,6 +273,9 @@ TYPED = st.sampled_from(
         "el jueves a las 10",
         "👍",
         "sure, book it",
+        "tuesday",
+        "next thursday at 8",
+        "el martes a las 8",
     ]
 )
 

@@ -6,10 +6,11 @@
 
 from clinic_bot.domain.profile.fields import WEEKDAYS
 from clinic_bot.domain.profile.loader import ProfileError, load_profile, parse_profile
-from clinic_bot.domain.profile.model import IntakeQuestion, Practitioner, Profile, Service
+from clinic_bot.domain.profile.model import Faq, IntakeQuestion, Practitioner, Profile, Service
 
 __all__ = [
     "WEEKDAYS",
+    "Faq",
     "IntakeQuestion",
     "Practitioner",
     "Profile",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -212,3 +213,45 @@ class Entries(fields.List):
         if errors:
             raise ValidationError(errors)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Phrases(fields.Field):
+    """Trigger phrases: a list for every language, or a table of language = [phrases]."""
+
+    default_error_messages = {**REQUIRED}
+    SHAPE = 'must be a list of phrases or a table like en = ["parking", "where can I park"]'
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[str] | dict[str, list[str]]:
+        if isinstance(value, list):
+            return self._phrases(value)
+        if not isinstance(value, dict) or not value:
+            raise ValidationError(self.SHAPE)
+        out, errors = {}, {}
+        for lang, phrases in value.items():
+            try:
+                out[lang] = self._phrases(phrases)
+            except ValidationError as exc:
+                errors[lang] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+        return out
+
+    def _phrases(self, value) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise ValidationError(self.SHAPE)
+        bad = [i for i, p in enumerate(value) if not isinstance(p, str) or not p.strip()]
+        if bad:
+            raise ValidationError(f"phrase {bad[0] + 1} must be a non-empty text")
+        return [p.strip() for p in value]
+
+
+def check_placeholders(template: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a text with a {placeholder} the app does not fill, or a stray brace."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError:
+        raise ValidationError("has a { or } on its own: write {{ or }} for a brace") from None
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        known = ", ".join("{" + a + "}" for a in allowed)
+        raise ValidationError(f"unknown placeholder {{{unknown[0]}}}: use {known}")

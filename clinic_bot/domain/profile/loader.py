@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
 
 from marshmallow import Schema, ValidationError
 
-from clinic_bot.domain.profile.model import IntakeQuestion, Practitioner, Profile, Service
-from clinic_bot.domain.profile.schema import OPTIONAL_TABLES, ProfileSchema
+from clinic_bot.domain.profile.fields import check_placeholders
+from clinic_bot.domain.profile.model import Faq, IntakeQuestion, Practitioner, Profile, Service
+from clinic_bot.domain.profile.schema import (
+    FAQ_PLACEHOLDERS,
+    OPTIONAL_TABLES,
+    ProfileSchema,
+)
 from clinic_bot.settings import EXAMPLE_PROFILE
 
 UNKNOWN = "Unknown field."
+# The first edition's FAQ: `faq_<id>` (answer) and `faq_<id>_triggers` (comma-separated) texts.
+LEGACY_FAQ = re.compile(r"^faq_([a-z0-9][a-z0-9_-]*?)(_triggers)?$")
 
 
 class ProfileError(ValueError):
@@ -26,10 +35,19 @@ class ProfileError(ValueError):
 
 
 @cache
+def _shipped() -> dict:
+    with EXAMPLE_PROFILE.open("rb") as fh:
+        return tomllib.load(fh)
+
+
 def shipped_texts() -> dict[str, dict[str, str]]:
     """The texts shipped with the package: every key a clinic may set, and their defaults."""
-    with EXAMPLE_PROFILE.open("rb") as fh:
-        return tomllib.load(fh).get("texts", {})
+    return _shipped().get("texts", {})
+
+
+def shipped_faq() -> list[dict]:
+    """The shipped [[faq]] entries (price, address, hours): a profile without [[faq]] gets them."""
+    return copy.deepcopy(_shipped().get("faq", []))
 
 
 def _flatten(messages, path: tuple = ()) -> list[tuple[tuple, str]]:
@@ -79,6 +97,9 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
     data = dict(data)
     for table in OPTIONAL_TABLES:
         data.setdefault(table, {})
+    own_faq = "faq" in data
+    if not own_faq:
+        data["faq"] = shipped_faq()
     schema = ProfileSchema()
     try:
         loaded = schema.load(data)
@@ -87,15 +108,20 @@ def parse_profile(data: dict, source: Path | None = None) -> Profile:
         if message == UNKNOWN:
             message = _unknown(schema, path)
         raise ProfileError(_dotted(path), message) from None
-    return _build(loaded, source)
+    return _build(loaded, source, own_faq)
 
 
 def _texts(custom: dict[str, dict[str, str]], language: str) -> dict[str, dict[str, str]]:
-    """The shipped texts overlaid with the clinic's; a key the app does not know is refused."""
+    """The shipped texts overlaid with the clinic's; a key the app does not know is refused.
+
+    First-edition FAQ texts (`faq_<id>`, `faq_<id>_triggers`) are left out here; `_faq`
+    converts them into FAQ entries.
+    """
     shipped = shipped_texts()
     known = sorted({key for table in shipped.values() for key in table})
     texts = {lang: dict(table) for lang, table in shipped.items()}
     for lang, table in custom.items():
+        table = {k: v for k, v in table.items() if not LEGACY_FAQ.match(k)}
         for key in table:
             if key not in known:
                 raise ProfileError(f"texts.{lang}.{key}", _unknown(ProfileSchema(), (key,), known))
@@ -108,7 +134,65 @@ def _texts(custom: dict[str, dict[str, str]], language: str) -> dict[str, dict[s
     return texts
 
 
-def _build(d: dict, source: Path | None) -> Profile:
+def _faq(entries: list[dict], custom_texts: dict, languages: list[str], own: bool) -> list[Faq]:
+    """[[faq]] entries, plus first-edition `faq_<id>` texts converted into entries.
+
+    Without a [[faq]] table the shipped entries apply and such texts change them, language
+    by language, exactly as they did as texts. A text for an id the clinic's own [[faq]]
+    table defines is refused: one place per answer.
+    """
+    out = []
+    for i, entry in enumerate(entries):
+        triggers, answer = entry["triggers"], entry["answer"]
+        triggers = (
+            {lang: list(triggers) for lang in languages}
+            if isinstance(triggers, list)
+            else dict(triggers)
+        )
+        answer = {lang: answer for lang in languages} if isinstance(answer, str) else dict(answer)
+        for part, table in (("triggers", triggers), ("answer", answer)):
+            for lang in table:
+                if lang not in languages:
+                    raise ProfileError(
+                        f"faq[{i}].{part}.{lang}",
+                        f"no texts for language {lang!r} (the profile has {', '.join(languages)})",
+                    )
+        out.append(Faq(id=entry["id"], triggers=triggers, answer=answer))
+    own_ids = {f.id for f in out} if own else set()
+    for lang, table in custom_texts.items():
+        for key, value in table.items():
+            m = LEGACY_FAQ.match(key)
+            if not m:
+                continue
+            faq_id, is_triggers = m.group(1), bool(m.group(2))
+            if faq_id in own_ids:
+                raise ProfileError(
+                    f"texts.{lang}.{key}",
+                    f"FAQ {faq_id!r} is also a [[faq]] entry: move this text into it",
+                )
+            entry = next((f for f in out if f.id == faq_id), None)
+            if entry is None:
+                entry = Faq(id=faq_id, triggers={}, answer={})
+                out.append(entry)
+            if is_triggers:
+                entry.triggers[lang] = [p.strip() for p in value.split(",") if p.strip()]
+            else:
+                try:
+                    check_placeholders(value, FAQ_PLACEHOLDERS)
+                except ValidationError as exc:
+                    raise ProfileError(f"texts.{lang}.{key}", exc.messages[0]) from None
+                entry.answer[lang] = value
+    for entry in out:
+        if not entry.answer:
+            lang = next(iter(entry.triggers), "en")
+            raise ProfileError(
+                f"texts.{lang}.faq_{entry.id}_triggers",
+                f"has no answer: add faq_{entry.id} (or a [[faq]] entry)",
+            )
+    return out
+
+
+def _build(d: dict, source: Path | None, own_faq: bool = True) -> Profile:
     clinic, rem, bc, bk = d["clinic"], d["reminders"], d["broadcasts"], d["booking"]
     texts = _texts(d["texts"], clinic["language"])
     languages = list(texts)
@@ -171,6 +255,7 @@ def _build(d: dict, source: Path | None) -> Profile:
             for q in d["intake"]
         ],
         texts=texts,
+        faq=_faq(d["faq"] or [], d["texts"], languages, own_faq),
         source=source,
         notify_on_import=bk["notify_patient_on_import"],
         phone_region=clinic["phone_region"],

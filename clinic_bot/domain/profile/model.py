@@ -41,6 +41,15 @@ class IntakeQuestion:
 
 
 @dataclass
+class Faq:
+    """A question patients ask: trigger phrases and the clinic's answer, per language."""
+
+    id: str
+    triggers: dict[str, list[str]]
+    answer: dict[str, str]
+
+
+@dataclass
 class Profile:
     """A validated clinic profile; times are clinic-local, durations timedeltas."""
 
@@ -78,6 +87,7 @@ class Profile:
     date_order: str | None = None  # DMY | MDY | YMD; None = from the clinic's phone
     waitlist_batch: int = 1
     waitlist_offer_ttl: timedelta = timedelta(hours=1)
+    faq: list[Faq] = field(default_factory=list)
 
     @property
     def languages(self) -> list[str]:
@@ -91,6 +101,26 @@ class Profile:
             raise KeyError(f"no text {key!r} in the clinic profile")
         values.setdefault("clinic", self.name)
         return template.format(**values) if values else template
+
+    def faq_triggers(self, faq_id: str, lang: str) -> list[str]:
+        """An FAQ entry's phrases in `lang`, else in the clinic language (as texts fall back)."""
+        entry = next((f for f in self.faq if f.id == faq_id), None)
+        if entry is None:
+            return []
+        return entry.triggers.get(lang) or entry.triggers.get(self.language) or []
+
+    def faq_answer(self, faq_id: str, lang: str, **values) -> str:
+        """An FAQ entry's answer in `lang` (else the clinic language), placeholders filled."""
+        entry = next((f for f in self.faq if f.id == faq_id), None)
+        if entry is None:
+            raise KeyError(f"no FAQ {faq_id!r} in the clinic profile")
+        template = (
+            entry.answer.get(lang)
+            or entry.answer.get(self.language)
+            or next(iter(entry.answer.values()))
+        )
+        values.setdefault("clinic", self.name)
+        return template.format(**values)
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)

@@ -15,14 +15,20 @@ from clinic_bot.domain.profile.fields import (
     Entries,
     Flag,
     Localized,
+    Phrases,
     QuietHours,
     Table,
     Text,
     TimeZone,
     Weekly,
     WholeNumber,
+    check_placeholders,
     parse_duration,
 )
+
+# What an FAQ answer may use; the conversation fills them in when it answers.
+FAQ_PLACEHOLDERS = ("address", "map_link", "hours", "phone", "clinic")
+FAQ_ID = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 def _doc(text: str, example: str | None = None) -> dict:
@@ -246,6 +252,40 @@ class IntakeSchema(Schema):
             raise ValidationError("WhatsApp lists hold at most 10 rows", "options")
 
 
+class FaqSchema(Schema):
+    id = Text(
+        required=True,
+        validate=validate.Regexp(
+            FAQ_ID, error="must be lower-case letters, digits, - or _ (like 'parking')"
+        ),
+        metadata=_doc("Stable id of the question", "parking"),
+    )
+    triggers = Phrases(
+        required=True,
+        metadata=_doc(
+            "What patients type, per language (typo-tolerant)",
+            'triggers.en = ["parking", "where can I park"]',
+        ),
+    )
+    answer = Localized(
+        required=True,
+        metadata=_doc(
+            "The answer, per language; may use {address}, {map_link}, {hours}, {phone}, {clinic}"
+        ),
+    )
+
+    @validates_schema
+    def _answer_placeholders(self, data, **kwargs):
+        answer = data.get("answer")
+        answers = answer.items() if isinstance(answer, dict) else [(None, answer)]
+        for lang, text in answers:
+            try:
+                check_placeholders(text or "", FAQ_PLACEHOLDERS)
+            except ValidationError as exc:
+                messages = {lang: exc.messages} if lang else exc.messages
+                raise ValidationError(messages, "answer") from None
+
+
 def _unique(items: list[dict], field_name: str, what: str, table: str) -> None:
     seen = set()
     for i, item in enumerate(items):
@@ -287,6 +327,11 @@ class ProfileSchema(Schema):
     closures = fields.List(
         Closure(), load_default=None, metadata=_doc("Closed days (also allowed in [booking])")
     )
+    faq = Entries(
+        FaqSchema,
+        load_default=None,
+        metadata=_doc("Questions patients ask, and the answers (default: the shipped ones)"),
+    )
     texts = Texts(load_default=dict, metadata=_doc("Patient-facing texts per language"))
 
     @validates_schema
@@ -300,6 +345,7 @@ class ProfileSchema(Schema):
             )
         _unique(services, "id", "service id", "services")
         _unique(data["intake"], "id", "question id", "intake")
+        _unique(data["faq"] or [], "id", "FAQ id", "faq")
         known = {s["id"] for s in services}
         for i, p in enumerate(practitioners):
             if any(p["id"] == q["id"] for q in practitioners[:i]):

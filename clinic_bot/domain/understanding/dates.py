@@ -11,7 +11,7 @@ Only short messages are parsed: a long message is no request for a time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from functools import lru_cache
@@ -30,6 +30,9 @@ class When:
     time: dtime | None = None
     part: str | None = None  # morning | afternoon | evening
     week: bool = False  # "next week": `day` is that week's Monday, any day of it will do
+    # Other readings of an ambiguous message ("4/5", "at 8", "next thursday"), each differing
+    # from this one in its day or its time only; the caller decides which are possible.
+    others: tuple[When, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.day or self.time or self.part)
@@ -169,22 +172,38 @@ def parse_when(
     *,
     date_order: str = "DMY",
     timezone: str = "UTC",
+    other_order: str | None = None,
 ) -> When:
-    """The day, time of day and part of day a short message names (an empty When if none)."""
+    """The day, time of day and part of day a short message names (an empty When if none).
+
+    The likeliest reading comes first; `others` holds the other readings when the text itself
+    does not settle them: a numeric date both orders can read (only when `other_order` says
+    the day order is unsettled), an hour without am/pm or part of day, a week day that may be
+    this week's or next week's.
+    """
     if not text or len(text) > MAX_LEN:
         return When()
     s = for_dates(text)
-    lang = lang if lang in _WEEKDAYS else lang
     part, s = _take_part(s, lang)
-    hhmm, s = _take_time(s, lang)
-    day, week, s = _take_day(s, lang, today, date_order, timezone)
-    if hhmm is not None:
-        hhmm = _resolve_hour(hhmm, part)
-        if part is None and hhmm.hour < 12 and "tonight" in text.casefold():
+    loose, s = _take_time(s, lang)
+    day, week, s, other_day = _take_day(s, lang, today, date_order, timezone, other_order)
+    hhmm = other_time = None
+    if loose is not None:
+        hhmm = _resolve_hour(loose, part)
+        tonight = "tonight" in text.casefold()
+        if part is None and hhmm.hour < 12 and tonight:
             hhmm = dtime(hhmm.hour + 12, hhmm.minute)
+        if loose.loose and part is None and not tonight and 1 <= loose.hour <= 11:
+            other_time = dtime((hhmm.hour + 12) % 24, hhmm.minute)  # 8 -> 20, 3 -> 3 (am)
     if hhmm is not None and part in ("morning", "afternoon") and _part_of(hhmm) != part:
         part = None  # "3pm in the afternoon" agrees; a time beats the part it contradicts
-    return When(day=day, time=hhmm, part=part if hhmm is None else None, week=week)
+    when = When(day=day, time=hhmm, part=part if hhmm is None else None, week=week)
+    others = []
+    if other_day is not None:
+        others.append(replace(when, day=other_day))
+    if other_time is not None:
+        others.append(replace(when, time=other_time))
+    return replace(when, others=tuple(others))
 
 
 def part_of(at: dtime) -> str:
@@ -322,38 +341,57 @@ def _cut(s: str, m: re.Match) -> str:
 # ---------------------------------------------------------------------------- days
 
 
-def _take_day(s: str, lang: str, today: date, order: str, tz: str) -> tuple[date | None, bool, str]:
+_THIS = ("this", "este", "esta")
+_FOLLOWING = ("next", "proximo")
+
+
+def _take_day(s: str, lang: str, today: date, order: str, tz: str, other_order: str | None):
+    """(day, whole week?, the rest of the text, the other reading of the day or None)."""
     for phrase in _NEXT_WEEK.get(lang, ()):
         if f" {phrase} " in s:
             monday = today + timedelta(days=7 - today.weekday())
-            return monday, True, s.replace(f" {phrase} ", " ")
+            return monday, True, s.replace(f" {phrase} ", " "), None
     found = _month_date(s, lang, today, order, tz)
     if found:
-        return found[0], False, found[1]
+        return found[0], False, found[1], None
     if m := _NUMERIC_DATE.search(s):
-        day = _dateparser_day(m.group(0).replace(".", "/"), lang, today, order, tz)
+        fragment = m.group(0).replace(".", "/")
+        day = _dateparser_day(fragment, lang, today, order, tz)
         if day is not None:
-            return day, False, _cut(s, m)
+            other = None
+            if other_order and other_order != order:
+                other = _dateparser_day(fragment, lang, today, other_order, tz)
+            return day, False, _cut(s, m), other if other != day else None
     relative = _RELATIVE.get(lang, {})
     for phrase in sorted(relative, key=len, reverse=True):
         if f" {phrase} " in s:
-            return today + timedelta(days=relative[phrase]), False, s.replace(f" {phrase} ", " ")
+            day = today + timedelta(days=relative[phrase])
+            return day, False, s.replace(f" {phrase} ", " "), None
     for index, names in enumerate(_WEEKDAYS.get(lang, ())):
-        pattern = rf"\s((?:{_word_re(_NEXT.get(lang, ()))})\s+)?({_word_re(names)})\s"
+        qualifiers = _word_re((*_NEXT.get(lang, ()), *_THIS))
+        pattern = rf"\s((?:{qualifiers})\s+)?({_word_re(names)})\s"
         if m := re.search(pattern, s):
             ahead = (index - today.weekday()) % 7
-            if ahead == 0 and m.group(1) and m.group(1).strip() in ("next", "proximo"):
+            qualifier = (m.group(1) or "").strip()
+            following = qualifier in _FOLLOWING
+            if ahead == 0 and following:
                 ahead = 7
-            return today + timedelta(days=ahead), False, _cut(s, m)
+            day = today + timedelta(days=ahead)
+            # "tuesday" on a Tuesday: today or in a week; "next thursday" on a Tuesday: in
+            # two days or in nine. "this thursday" settles it.
+            other = None
+            if qualifier not in _THIS and (ahead == 0 or (following and ahead < 7)):
+                other = day + timedelta(days=7)
+            return day, False, _cut(s, m), other
     if m := _day_of_month(s, lang):
         day = _next_day_of_month(today, int(m.group(1)))
         if day is not None:
-            return day, False, _cut(s, m)
+            return day, False, _cut(s, m), None
     if lang not in _WEEKDAYS and s.strip():
         day = _dateparser_day(s.strip(), lang, today, order, tz)
         if day is not None:
-            return day, False, ""
-    return None, False, s
+            return day, False, "", None
+    return None, False, s, None
 
 
 def _month_date(s: str, lang: str, today: date, order: str, tz: str):
@@ -449,8 +487,34 @@ def warm_up(languages) -> None:
         _dateparser_parse("4/12", lang, "2026-01-01", "DMY", "UTC")
 
 
+_MONTH_FIRST = ("US", "PH", "FM", "PW", "MH")
+
+
 def date_order_for(country: str | None, configured: str | None = None) -> str:
     """The clinic's day order: configured, else MDY for the US and a few others, else DMY."""
     if configured in ("DMY", "MDY", "YMD"):
         return configured
-    return "MDY" if (country or "").upper() in ("US", "PH", "FM", "PW", "MH") else "DMY"
+    return "MDY" if (country or "").upper() in _MONTH_FIRST else "DMY"
+
+
+def region_order(country: str | None) -> str | None:
+    """How people of a region write 4/12 (MDY or DMY), or None for an unknown region."""
+    return date_order_for(country) if country else None
+
+
+def date_orders(configured: str | None, clinic: str | None, patient: str | None):
+    """(the order to read a numeric date in, the other order when unsettled, else None).
+
+    The profile's `date_order` settles it; so do the clinic's and the patient's regions when
+    they agree or only one is known. A patient from a month-first country writing to a
+    day-first clinic (or two unknown regions) leaves "4/5" to be asked.
+    """
+    if configured in ("DMY", "MDY", "YMD"):
+        return configured, None
+    clinic_order, patient_order = region_order(clinic), region_order(patient)
+    primary = clinic_order or patient_order or "DMY"
+    if clinic_order and patient_order and clinic_order != patient_order:
+        return primary, patient_order
+    if clinic_order is None and patient_order is None:
+        return primary, "MDY"
+    return primary, None

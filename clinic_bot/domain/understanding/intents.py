@@ -1,9 +1,9 @@
 """What a typed message asks for, from the profile's phrase lists (accent- and typo-tolerant).
 
-The phrases are profile texts (`intent_<name>` and `faq_<id>_triggers`, comma-separated, per
-language), so a clinic adds the words its patients use without a code change. A phrase found
-whole in the message wins; otherwise a close spelling (rapidfuzz ratio) of a phrase of at
-least five letters counts, so "cancle my apointment" still cancels.
+The phrases come from the profile (`intent_<name>` texts, comma-separated, and the [[faq]]
+entries' trigger lists, per language), so a clinic adds the words its patients use without a
+code change. A phrase found whole in the message wins; otherwise a close spelling (rapidfuzz
+ratio) of a phrase of at least five letters counts, so "cancle my apointment" still cancels.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ THANKS_EMOJI = "👍🙏👌❤😊🙂✅💪🤝🥰😀😃"
 
 def phrases(raw: str) -> list[str]:
     """A comma-separated profile text as normalised phrases."""
-    return [p for p in (words_only(part) for part in (raw or "").split(",")) if p]
+    return phrase_list((raw or "").split(","))
+
+
+def phrase_list(items) -> list[str]:
+    """A list of profile phrases, normalised (empty ones dropped)."""
+    return [p for p in (words_only(item) for item in items or ()) if p]
 
 
 def score(text: str, phrase: str) -> float:

@@ -7,8 +7,10 @@ fires the `skip` event at once when there is nothing to ask (a single service, a
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from datetime import time as dtime
 
 from clinic_bot.adapters.ical.export import appointment_cancellation, appointment_invitation
+from clinic_bot.core.clock import first_instant_from
 from clinic_bot.domain import availability, booking, opening, waitlist
 from clinic_bot.domain.messages import (
     BUTTON_TITLE,
@@ -18,6 +20,8 @@ from clinic_bot.domain.messages import (
     shorten,
 )
 from clinic_bot.domain.profile import WEEKDAYS
+from clinic_bot.domain.understanding import dates
+from clinic_bot.domain.understanding.language import phone_region
 from clinic_bot.models import Appointment
 from clinic_bot.models.appointments import ACTIVE_STATUSES
 from clinic_bot.reactions.conversation import ids, render
@@ -219,7 +223,7 @@ def no_times(turn: Turn) -> None:
 
 def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> None:
     """Booking from a typed request: what it named preselected, then its day/time/part."""
-    keep = ("mode", "appt", "appt_v", "service", "practitioner", "day", "stack")
+    keep = ("mode", "appt", "appt_v", "service", "practitioner", "day", "stack", "asked")
     if turn.state in BOOKING_STATES:
         data = {k: turn.data[k] for k in keep if k in turn.data}
     else:
@@ -240,13 +244,17 @@ def start_booking(turn: Turn, when=None, *, service=None, practitioner=None) -> 
 
 
 def want_of(when, day: str | None = None) -> dict:
-    """A typed request as stored until the day step uses it."""
-    return {
+    """A typed request as stored until the day step uses it (with its other readings)."""
+    want = {
         "day": when.day.isoformat() if when.day else day,
         "time": when.time.strftime("%H:%M") if when.time else None,
         "part": when.part,
         "week": when.week,
     }
+    others = [want_of(o, day) for o in getattr(when, "others", ())]
+    if others:
+        want["others"] = others
+    return want
 
 
 def reschedule_to(turn: Turn, appt: Appointment, when) -> None:
@@ -264,7 +272,17 @@ def reschedule_to(turn: Turn, appt: Appointment, when) -> None:
     go(turn, "reschedule")
 
 
-BOOKING_STATES = ("service", "practitioner", "day", "part", "time", "name", "intake", "summary")
+BOOKING_STATES = (
+    "service",
+    "practitioner",
+    "day",
+    "clarify",
+    "part",
+    "time",
+    "name",
+    "intake",
+    "summary",
+)
 
 
 def _local_time(turn: Turn, slot) -> str:
@@ -279,8 +297,108 @@ def _pick_slot(turn: Turn, slot) -> None:
     go(turn, "picked")
 
 
+# ---------------------------------------------------------------------------- ambiguity
+
+
+def _settle(turn: Turn, want: dict) -> dict | None:
+    """The reading of a typed request to go on with, or None once a question has been asked.
+
+    Each other reading differs from `want` in its day or its time. A reading nobody could
+    book (a day outside the bookable range, 03:00 when nobody works then) drops out; when
+    two remain, the patient is asked once, with both as buttons. After that question any
+    further ambiguity takes the first possible reading, which the summary shows.
+    """
+    # Which aspect each other reading changes, measured against the reading typed first.
+    changes = []
+    for other in want.pop("others", []):
+        if "aspect" in other:  # kept from before a question
+            changes.append(other)
+        else:
+            aspect = "day" if other.get("day") != want.get("day") else "time"
+            changes.append({"aspect": aspect, "value": other.get(aspect)})
+    for i, change in enumerate(changes):
+        alternative = {**want, change["aspect"]: change["value"]}
+        mine, theirs = _possible(turn, want), _possible(turn, alternative)
+        if theirs and not mine:
+            want = alternative
+        elif mine and theirs and not turn.data.get("asked"):
+            turn.data["asked"] = True
+            rest = changes[i + 1 :]
+            readings = [{**want, "others": rest}, {**alternative, "others": rest}]
+            go(turn, "ambiguous", readings=readings)
+            return None
+    return want
+
+
+def _possible(turn: Turn, want: dict) -> bool:
+    """Could this reading be booked: a day in range with free times, a time someone works."""
+    profile = turn.profile
+    day = date.fromisoformat(want["day"]) if want.get("day") else None
+    if day is not None:
+        today = availability.local_today(turn.now, profile.timezone)
+        if not today <= day <= availability.last_bookable_day(profile, turn.now):
+            return False
+        if not want.get("time") and not _free_slots(turn, day):
+            return False
+    if not want.get("time"):
+        return True
+    hh, mm = (int(x) for x in want["time"].split(":"))
+    at = dtime(hh, mm)
+    if day is not None:
+        instant = first_instant_from(day, at, profile.timezone)
+        if instant < turn.now + profile.min_notice:
+            return False
+    weekdays = [WEEKDAYS[day.weekday()]] if day is not None else WEEKDAYS
+    people = availability.candidates(profile, turn.data["service"], _practitioner_filter(turn))
+    return any(
+        start <= at < end for p in people for key in weekdays for start, end in p.hours.get(key, [])
+    )
+
+
+def _reading_title(turn: Turn, want: dict, aspect: str) -> str:
+    """A button for one reading: the day ('Today, Tue 24 Nov') or the time ('20:00')."""
+    if aspect == "day":
+        return _day_title(turn, date.fromisoformat(want["day"]))
+    return want["time"]
+
+
+def enter_clarify(turn: Turn, readings: list[dict] | None = None, **_) -> None:
+    """Which of two readings a typed request meant: asked once, never guessed."""
+    from clinic_bot.domain.understanding.dates import part_of
+
+    readings = readings or turn.data.get("readings") or []
+    if len(readings) != 2:  # "back" to a question whose readings are gone
+        turn.state = "day"
+        enter_day(turn)
+        return
+    turn.data["readings"] = readings
+    aspect = "day" if readings[0].get("day") != readings[1].get("day") else "time"
+    options = []
+    for i, want in enumerate(readings):
+        title = _reading_title(turn, want, aspect)
+        if aspect == "day":
+            day = date.fromisoformat(want["day"])
+            aliases = (render.day_label(turn.profile, turn.lang, day), day.isoformat())
+        else:
+            hh, mm = (int(x) for x in want["time"].split(":"))
+            part = part_of(dtime(hh, mm))
+            aliases = (title.lstrip("0"), turn.t(f"conv_part_button_{part}"))
+        options.append(Option(str(i), shorten(title, BUTTON_TITLE), aliases=aliases))
+    turn.prompt("clarify", "buttons", turn.t("conv_ambiguous_ask"), options)
+
+
+def choose_clarify(turn: Turn, value: str) -> None:
+    """Go on with the reading the patient chose, at the day step (which asks nothing again)."""
+    readings = turn.data.pop("readings", [])
+    turn.data["want"] = readings[int(value)]
+    go(turn, "picked")
+
+
 def _jump(turn: Turn, want: dict) -> bool:
     """Go straight to what a typed request asked for; False to show the day list as usual."""
+    want = _settle(turn, want)
+    if want is None:
+        return True  # a question was asked
     today = availability.local_today(turn.now, turn.profile.timezone)
     last = availability.last_bookable_day(turn.profile, turn.now)
     wanted_time, part = want.get("time"), want.get("part")
@@ -420,8 +538,7 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
             aliases=(
                 render.day_label(turn.profile, turn.lang, d),
                 d.isoformat(),
-                f"{d.day}/{d.month}",
-                f"{d.day}.{d.month}",
+                *_numeric_aliases(turn, d),
             ),
         )
         for d in days
@@ -442,6 +559,24 @@ def enter_day(turn: Turn, arg=None, **_) -> None:
         label=turn.t("conv_day_label"),
         section=turn.t("conv_day_section"),
     )
+
+
+def date_orders(profile, patient_phone: str | None) -> tuple[str, str | None]:
+    """(order to read 4/12 in, the other order when neither profile nor phones settle it)."""
+    clinic = phone_region("".join(c for c in profile.phone if c.isdigit()))
+    return dates.date_orders(
+        getattr(profile, "date_order", None), clinic, phone_region(patient_phone)
+    )
+
+
+def _numeric_aliases(turn: Turn, d: date) -> tuple[str, ...]:
+    """'1/12' and '1.12' for a day row, written in the order this patient's date is read;
+    none while the order is unsettled, so a typed '1/12' is asked about, not picked."""
+    order, other = date_orders(turn.profile, turn.patient.phone)
+    if other is not None:
+        return ()
+    a, b = (d.month, d.day) if order == "MDY" else (d.day, d.month)
+    return (f"{a}/{b}", f"{a}.{b}")
 
 
 def _first_free(turn: Turn, days: list[date]) -> str:
@@ -474,28 +609,66 @@ def choose_day(turn: Turn, value: str) -> None:
 
 
 def enter_part(turn: Turn, again: bool = False, **_) -> None:
-    """Morning / Afternoon / Evening, when the day has more free times than a list holds."""
+    """A day with more free times than a list holds: a free time from each hour of the day
+    (one tap to it), then Morning / Afternoon / Evening rows that list all of a part's times.
+    Skipped when the day's times fit one list or all fall in one part of the day."""
     turn.state = "part"
     turn.data.pop("part", None)
     turn.data.pop("near", None)
-    slots = _free_slots(turn, date.fromisoformat(turn.data["day"]))
-    present = {_part(turn, s) for s in slots}
-    parts = [p for p in ("morning", "afternoon", "evening") if p in present]
+    day = date.fromisoformat(turn.data["day"])
+    slots = _free_slots(turn, day)
+    parts = [
+        p for p in ("morning", "afternoon", "evening") if any(_part(turn, s) == p for s in slots)
+    ]
     if len(slots) <= MAX_LIST_ROWS or len(parts) < 2:
         go(turn, "skip")
         return
-    day = render.day_long(turn.profile, turn.lang, date.fromisoformat(turn.data["day"]))
+    show_who = _show_who(turn)
+    options = [
+        _time_option(turn, s, show_who) for s in _hourly(turn, slots, MAX_LIST_ROWS - len(parts))
+    ]
+    for p in parts:
+        in_part = [s for s in slots if _part(turn, s) == p]
+        span = turn.t(
+            "conv_part_row",
+            first=_local_time(turn, in_part[0]),
+            last=_local_time(turn, in_part[-1]),
+        )
+        options.append(Option(p, turn.t(f"conv_part_button_{p}"), span, aliases=(p,)))
     turn.prompt(
         "part",
-        "buttons",
-        turn.t("conv_part_ask", date=day),
-        [Option(p, turn.t(f"conv_part_button_{p}"), aliases=(p,)) for p in parts],
+        "list",
+        turn.t("conv_part_ask", date=render.day_long(turn.profile, turn.lang, day)),
+        options,
+        label=turn.t("conv_time_label"),
+        section=turn.t("conv_time_section"),
     )
 
 
+def _hourly(turn: Turn, slots, room: int) -> list:
+    """The first free time of each hour, spread evenly over the day when more than `room`."""
+    firsts, hours = [], set()
+    for slot in slots:
+        hour = render.local(turn.profile, slot.starts_at).hour
+        if hour not in hours:
+            hours.add(hour)
+            firsts.append(slot)
+    if len(firsts) <= room:
+        return firsts
+    step = (len(firsts) - 1) / (room - 1)
+    return [firsts[round(i * step)] for i in range(room)]
+
+
 def choose_part(turn: Turn, value: str) -> None:
-    turn.data["part"] = value
-    go(turn, "picked")
+    """A part of the day lists its times; an hourly time is taken as the patient's choice."""
+    if value in ("morning", "afternoon", "evening"):
+        turn.data["part"] = value
+        go(turn, "picked")
+        return
+    # One of the hourly times: straight on to the name, intake and summary.
+    starts_at, pid = parse_slot_value(value)
+    turn.data["slot"] = {"at": starts_at.isoformat(), "p": pid}
+    go(turn, "slot")
 
 
 def _slot_value(slot) -> str:
@@ -520,6 +693,26 @@ def _free_slots(turn: Turn, day: date):
         day=day,
         now=turn.now,
         ignore_ids=ignore,
+    )
+
+
+def _show_who(turn: Turn) -> bool:
+    """Time rows name the practitioner when the patient chose "anyone" among several."""
+    return (
+        turn.data.get("practitioner") == "any"
+        and len(availability.candidates(turn.profile, turn.data["service"], None)) > 1
+    )
+
+
+def _time_option(turn: Turn, slot, show_who: bool) -> Option:
+    """A row for one free start time, typed as '09:15', '9:15', '0915' or '09.15'."""
+    hhmm = render.clock(turn.profile, slot.starts_at)
+    who = turn.profile.practitioner(slot.practitioner_id)
+    return Option(
+        _slot_value(slot),
+        hhmm,
+        who.name if show_who and who else "",
+        aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
     )
 
 
@@ -553,22 +746,8 @@ def enter_time(turn: Turn, arg=None, **_) -> None:
         turn.say("conv_day_full")
         go(turn, "gone")
         return
-    show_who = (
-        turn.data.get("practitioner") == "any"
-        and len(availability.candidates(turn.profile, turn.data["service"], None)) > 1
-    )
-    options = []
-    for s in slots[:MAX_LIST_ROWS]:
-        hhmm = render.clock(turn.profile, s.starts_at)
-        who = turn.profile.practitioner(s.practitioner_id)
-        options.append(
-            Option(
-                _slot_value(s),
-                hhmm,
-                who.name if show_who and who else "",
-                aliases=(hhmm, hhmm.lstrip("0"), hhmm.replace(":", ""), hhmm.replace(":", ".")),
-            )
-        )
+    show_who = _show_who(turn)
+    options = [_time_option(turn, s, show_who) for s in slots[:MAX_LIST_ROWS]]
     has_earlier = bool(slots) and any(s.starts_at < slots[0].starts_at for s in day_slots)
     room = MAX_LIST_ROWS - (1 if has_earlier else 0)
     if len(slots) > room:
@@ -1025,6 +1204,7 @@ ENTER = {
     "day": enter_day,
     "part": enter_part,
     "full": enter_full,
+    "clarify": enter_clarify,
     "time": enter_time,
     "name": enter_name,
     "intake": enter_intake,
@@ -1042,6 +1222,7 @@ CHOOSE = {
     "service": choose_service,
     "practitioner": choose_practitioner,
     "day": choose_day,
+    "clarify": choose_clarify,
     "part": choose_part,
     "time": choose_time,
     "intake": choose_intake,

@@ -22,9 +22,12 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Booking (and rescheduling, which re-enters at "service" with the service known).
     "service": {"picked": "practitioner", "skip": "practitioner"},
     "practitioner": {"picked": "day", "skip": "day"},
-    "day": {"picked": "part", "more": "day", "none": "menu"},
-    # Morning / Afternoon / Evening, only when the day has more times than a list holds.
-    "part": {"picked": "time", "skip": "time"},
+    "day": {"picked": "part", "more": "day", "none": "menu", "ambiguous": "clarify"},
+    # A typed day or time that reads two ways ("4/5", "at 8", "next thursday"): asked once.
+    "clarify": {"picked": "day"},
+    # Only when the day has more times than a list holds: a free time from each hour (a pick
+    # goes straight on) and Morning / Afternoon / Evening rows listing a part's times.
+    "part": {"picked": "time", "skip": "time", "slot": "name"},
     "time": {"picked": "name", "more": "time", "gone": "day"},
     "name": {"answered": "intake", "skip": "intake"},
     "intake": {"answered": "intake", "skip": "summary"},

@@ -38,16 +38,12 @@ LATE_WINDOW_AFTER = timedelta(hours=2)  # …or one that started this recently
 
 
 def vocabulary(profile, lang: str) -> dict[str, list[str]]:
-    """Intent -> phrases for one language: `intent_<name>` and `faq_<id>_triggers` texts."""
-    table = {**profile.texts.get(profile.language, {}), **profile.texts.get(lang, {})}
+    """Intent -> phrases for one language: `intent_<name>` texts and the [[faq]] triggers."""
     vocab = {}
     for name in INTENTS:
         vocab[name] = intents.phrases(profile.texts.get(lang, {}).get(f"intent_{name}", ""))
-    for key, raw in table.items():
-        if key.startswith("faq_") and key.endswith("_triggers"):
-            faq_id = key[len("faq_") : -len("_triggers")]
-            own = profile.texts.get(lang, {}).get(key)
-            vocab[f"faq:{faq_id}"] = intents.phrases(own if own is not None else raw)
+    for entry in profile.faq:
+        vocab[f"faq:{entry.id}"] = intents.phrase_list(profile.faq_triggers(entry.id, lang))
     return {k: v for k, v in vocab.items() if v}
 
 
@@ -59,14 +55,21 @@ def date_order(profile) -> str:
     )
 
 
+def date_orders(profile, patient_phone: str | None) -> tuple[str, str | None]:
+    """(order to read 4/12 in, the other order when neither profile nor phones settle it)."""
+    return steps.date_orders(profile, patient_phone)
+
+
 def when_of(turn: Turn, text: str) -> dates.When:
     """The day/time/part of day the message names, relative to the clinic's today."""
     today = turn.now.astimezone(turn.profile.timezone).date()
+    order, other = date_orders(turn.profile, turn.patient.phone)
     return dates.parse_when(
         text,
         turn.lang,
         today,
-        date_order=date_order(turn.profile),
+        date_order=order,
+        other_order=other,
         timezone=str(turn.profile.timezone),
     )
 
@@ -132,16 +135,18 @@ def way_on(turn: Turn) -> None:
 
 
 def faq(turn: Turn, faq_id: str) -> str:
-    """A clinic-edited answer (`faq_<id>`), with the address, map link and hours filled in."""
+    """A clinic-edited [[faq]] answer, with the address, map link and hours filled in."""
     profile = turn.profile
     address = profile.address or ""
-    turn.say(
-        f"faq_{faq_id}",
+    answer = profile.faq_answer(
+        faq_id,
+        turn.lang,
         address=address,
         map_link="https://www.google.com/maps/search/?api=1&query=" + quote_plus(address),
         hours=hours_text(turn),
         phone=profile.phone,
     )
+    turn.ctx.outbox.text(turn.patient, answer)
     way_on(turn)
     return f"faq {faq_id}"
 
