@@ -1,7 +1,7 @@
 """Whole conversations over real HTTP: webhook in, sandbox gateway out, the worker between.
 
-The `live` fixture runs on the real clock, so expected times come from availability, not
-from hard-coded dates.
+The `live` fixture runs on the real clock (a test that also takes `clock` gets a fixed one),
+so expected times come from availability, not from hard-coded dates.
 """
 
 from __future__ import annotations
@@ -95,18 +95,6 @@ def first_free(runtime, practitioner_id=None):
     return day, slots
 
 
-def first_free_with_margin(live, margin: float = 60.0):
-    """`first_free`, once its first time is `margin` seconds clear of the minimum notice: on
-    the real clock a slot that falls inside the notice while the patient taps is refused."""
-
-    def clear():
-        day, slots = first_free(live.runtime)
-        edge = live.runtime.clock() + live.runtime.profile.min_notice
-        return (day, slots) if (slots[0].starts_at - edge).total_seconds() > margin else None
-
-    return live.wait_for(clear, timeout=margin + 30, interval=0.5)
-
-
 def appointments(runtime, phone=PHONE) -> list[Appointment]:
     with runtime.db.Session() as s:
         return list(
@@ -146,10 +134,12 @@ def book_first_slot(phone: Phone, name: str | None = "Ana Lopez") -> list[dict]:
     return phone.tap("Confirm")
 
 
-def test_first_time_patient_books_from_hi_in_at_most_eight_taps_and_gets_an_ics(live):
+def test_first_time_patient_books_from_hi_in_at_most_eight_taps_and_gets_an_ics(live, clock):
+    # A fixed clock: on the real one the first free time can fall inside the minimum notice
+    # while the patient taps, and the booking is (rightly) refused.
     rt = live.runtime
     phone = Phone(live)
-    day, slots = first_free_with_margin(live)
+    day, slots = first_free(rt)
     menu = phone.say("hi")
     assert titles(menu[-1]) == MENU
     days = phone.tap("Book")
@@ -181,10 +171,10 @@ def test_first_time_patient_books_from_hi_in_at_most_eight_taps_and_gets_an_ics(
     assert event.decoded("dtend").astimezone(UTC) == appt.ends_at
 
 
-def test_the_standard_day_then_time_path_takes_five_taps_plus_the_name_over_http(live):
-    rt = live.runtime
+def test_the_standard_day_then_time_path_takes_five_taps_plus_the_name_over_http(live, clock):
+    rt = live.runtime  # a fixed clock, as in the test above
     phone = Phone(live)
-    day, slots = first_free_with_margin(live)
+    day, slots = first_free(rt)
     phone.say("hi")
     days = phone.tap("Book")
     assert titles(days[-1])[1].endswith(render.day_label(rt.profile, "en", day))
