@@ -64,15 +64,38 @@ def _migrated_template(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def _pg_emptier(_migrated_template):
+    """Empties every table and restarts the ids, on one connection kept for the session.
+
+    DELETE in dependency order beats TRUNCATE here by ~10× (5 vs 55 ms a test on this
+    suite's nearly empty tables: TRUNCATE rewrites every table's files), which is a minute
+    over the suite; the sequences restart so ids start at 1 as they did.
+    """
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    engine = create_engine(_migrated_template, pool_size=1)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    statements = [f'DELETE FROM "{name}"' for name in tables] + [
+        "SELECT setval(c.oid, 1, false) FROM pg_class c"
+        " WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace"
+    ]
+    script = ";\n".join(statements)
+
+    def empty() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(script)
+
+    yield empty
+    engine.dispose()
+
+
 @pytest.fixture
-def database_url(_migrated_template, tmp_path) -> str:
+def database_url(_migrated_template, _pg_emptier, tmp_path) -> str:
     """A clean, migrated database for one test."""
     if TEST_DATABASE_URL:
-        engine = create_engine(_migrated_template)
-        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+        _pg_emptier()
         return _migrated_template
     path = tmp_path / "clinic.db"
     shutil.copyfile(_migrated_template, path)
