@@ -28,6 +28,7 @@ from clinic_bot.models import (
 )
 from clinic_bot.models.broadcasts import BroadcastRecipient
 from clinic_bot.models.calendar import ImportedEvent
+from clinic_bot.models.conversation import StaffAlert, WaitlistEntry, WaitlistOffer
 from clinic_bot.models.statuses import ACTIVE_APPOINTMENT
 
 
@@ -202,6 +203,13 @@ def erase_patient(
         "broadcast_recipients",
         delete(BroadcastRecipient).where(BroadcastRecipient.patient_id == p.id),
     )
+    # Rows that point at the patient or their visits go before them (foreign keys).
+    alert_about = StaffAlert.patient_id == p.id
+    if appt_ids:
+        alert_about = alert_about | StaffAlert.appointment_id.in_(appt_ids)
+    gone("staff_alerts", delete(StaffAlert).where(alert_about))
+    gone("waitlist_offers", delete(WaitlistOffer).where(WaitlistOffer.patient_id == p.id))
+    gone("waitlist_entries", delete(WaitlistEntry).where(WaitlistEntry.patient_id == p.id))
     if appt_ids:
         gone("reminders", delete(Reminder).where(Reminder.appointment_id.in_(appt_ids)))
         session.execute(delete(ImportedEvent).where(ImportedEvent.appointment_id.in_(appt_ids)))

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from clinic_bot.core.db import Base
-from clinic_bot.models import AuditEntry
+from clinic_bot.models import Appointment, AuditEntry, Patient
+from clinic_bot.models.conversation import StaffAlert, WaitlistEntry, WaitlistOffer
 from clinic_bot.web.api.auth import create_token
 from tests.conftest import WEBHOOK_SECRET
 
@@ -111,3 +112,41 @@ def test_unknown_and_invalid_phones_are_clear_errors(live_server):
     assert unknown.returncode == 2 and "no patient with this phone number" in unknown.stderr
     invalid = cli(live_server, "patient", "export", "not-a-phone")
     assert invalid.returncode == 2 and "is not a phone number" in invalid.stderr
+
+
+def test_erase_also_removes_the_patients_alerts_and_waitlist_places(chatted):
+    """A patient who was running late and waited for a freed slot is erased like any other."""
+    rt = chatted.runtime
+    now = datetime.now(UTC)
+    with rt.db.transaction() as s:
+        patient = s.scalars(select(Patient).where(Patient.phone == PHONE)).one()
+        visit = s.scalars(select(Appointment).where(Appointment.patient_id == patient.id)).one()
+        s.add(StaffAlert(patient_id=patient.id, appointment_id=visit.id, kind="running_late"))
+        entry = WaitlistEntry(
+            patient_id=patient.id,
+            service_id="checkup",
+            first_day=now.date(),
+            last_day=now.date() + timedelta(days=7),
+        )
+        s.add(entry)
+        s.flush()
+        s.add(
+            WaitlistOffer(
+                entry_id=entry.id,
+                patient_id=patient.id,
+                slot_at=now + timedelta(days=1),
+                practitioner_id="dr-lee",
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+    done = cli(chatted, "patient", "erase", "--force", PHONE)
+    assert done.returncode == 0, done.stderr
+    erased = json.loads(done.stdout)["erased"]
+    assert (erased["staff_alerts"], erased["waitlist_entries"], erased["waitlist_offers"]) == (
+        1,
+        1,
+        1,
+    )
+    with rt.db.Session() as s:
+        for model in (StaffAlert, WaitlistEntry, WaitlistOffer):
+            assert s.scalars(select(model)).first() is None, model.__name__
