@@ -142,6 +142,33 @@ def export_patient(session: Session, raw_phone: str) -> dict:
                 select(StaffNote).where(StaffNote.patient_id == p.id).order_by(StaffNote.id)
             )
         ],
+        "staff_alerts": [
+            {
+                "at": _iso(a.created_at),
+                "kind": a.kind,
+                "appointment_id": a.appointment_id,
+                "seen_at": _iso(a.seen_at),
+            }
+            for a in session.scalars(
+                select(StaffAlert).where(StaffAlert.patient_id == p.id).order_by(StaffAlert.id)
+            )
+        ],  # fmt: skip
+        "waitlist": [
+            {
+                "joined_at": _iso(w.created_at),
+                "service_id": w.service_id,
+                "practitioner_id": w.practitioner_id,
+                "first_day": w.first_day.isoformat(),
+                "last_day": w.last_day.isoformat(),
+                "part": w.part,
+                "status": w.status,
+            }
+            for w in session.scalars(
+                select(WaitlistEntry)
+                .where(WaitlistEntry.patient_id == p.id)
+                .order_by(WaitlistEntry.id)
+            )
+        ],  # fmt: skip
     }
 
 

@@ -114,8 +114,8 @@ def test_unknown_and_invalid_phones_are_clear_errors(live_server):
     assert invalid.returncode == 2 and "is not a phone number" in invalid.stderr
 
 
-def test_erase_also_removes_the_patients_alerts_and_waitlist_places(chatted):
-    """A patient who was running late and waited for a freed slot is erased like any other."""
+def test_export_shows_and_erase_removes_the_patients_alerts_and_waitlist_places(chatted):
+    """A patient who was running late and waited for a freed slot: exported, then erased."""
     rt = chatted.runtime
     now = datetime.now(UTC)
     with rt.db.transaction() as s:
@@ -139,6 +139,9 @@ def test_erase_also_removes_the_patients_alerts_and_waitlist_places(chatted):
                 expires_at=now + timedelta(hours=1),
             )
         )
+    exported = json.loads(cli(chatted, "patient", "export", PHONE).stdout)
+    assert [a["kind"] for a in exported["staff_alerts"]] == ["running_late"]
+    assert [w["service_id"] for w in exported["waitlist"]] == ["checkup"]
     done = cli(chatted, "patient", "erase", "--force", PHONE)
     assert done.returncode == 0, done.stderr
     erased = json.loads(done.stdout)["erased"]
