@@ -33,9 +33,11 @@ test: lint
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-# The full attack suite (SIGKILLs under gateway faults, a flood, shuffled redeliveries, a long
-# logged-out channel, a soak); figures go to reliability-report.json. The quick versions run
-# in `make test`. Scale with RELIABILITY_SOAK_SECONDS, RELIABILITY_LOGOUT_SECONDS, …
+# The full attack suite (worker SIGKILLs under gateway faults, SIGKILLs of gunicorn and the
+# worker as real processes, a private PostgreSQL restarted mid-load, a flood, shuffled
+# redeliveries, a long logged-out channel, a soak with the memory of each process); figures go
+# to reliability-report.json. The quick versions run in `make test`. Scale with
+# RELIABILITY_SOAK_SECONDS, RELIABILITY_PG_PATIENTS, RELIABILITY_LOGOUT_SECONDS, …
 test-reliability: $(STAMP)
 	RELIABILITY_FULL=1 RELIABILITY_REPORT=$${RELIABILITY_REPORT:-reliability-report.json} \
 		$(BIN)/python -m pytest -q -s tests/reliability $(PYTEST_ARGS)

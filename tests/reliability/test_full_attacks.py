@@ -9,45 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
+import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from clinic_bot.models import InboxEvent, OutboxMessage, SandboxMessage
-from clinic_bot.models.statuses import GONE_OUT
+from clinic_bot.models import InboxEvent, OutboxMessage
 from tests.conftest import WEBHOOK_SECRET
-from tests.reliability.support import set_channel
+from tests.reliability.support import counts, env_int, phones, record, rss_kib, set_channel
 
 FULL = os.environ.get("RELIABILITY_FULL") == "1"
 pytestmark = pytest.mark.skipif(not FULL, reason="the full attacks run with make test-reliability")
-CLINIC_BOT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "clinic-bot"
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
-
-
-def record(attack: str, **figures) -> None:
-    """Append one attack's figures to the report file (and print them)."""
-    entry = {
-        "attack": attack,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"{'PostgreSQL' if os.environ.get('TEST_DATABASE_URL') else 'SQLite'}",
-        **figures,
-    }
-    print(json.dumps(entry))
-    path = os.environ.get("RELIABILITY_REPORT")
-    if path:
-        with open(path, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+# Beside the interpreter running the tests: the project's virtualenv, wherever it lives.
+CLINIC_BOT = Path(sys.executable).parent / "clinic-bot"
 
 
 def worker_env(live, tmp_path: Path, **extra) -> dict[str, str]:
@@ -70,49 +49,6 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [str(CLINIC_BOT), "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
     )
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def counts(runtime) -> dict:
-    """Outcome figures: patients answered, duplicates (sends beyond one per outbox row), …"""
-    with runtime.db.Session() as s:
-        out = s.execute(
-            select(SandboxMessage.phone, func.count())
-            .where(SandboxMessage.direction == "out")
-            .group_by(SandboxMessage.phone)
-        ).all()
-        gone = s.execute(
-            select(func.count()).where(OutboxMessage.status.in_(GONE_OUT))
-        ).scalar_one()
-        unsent = s.execute(
-            select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
-        ).scalar_one()
-        dead_out = s.execute(
-            select(func.count()).where(OutboxMessage.status.in_(("dead", "failed")))
-        ).scalar_one()
-        inbox_open = s.execute(
-            select(func.count()).where(InboxEvent.status.in_(("pending", "processing")))
-        ).scalar_one()
-        inbox_dead = s.execute(select(func.count()).where(InboxEvent.status == "dead")).scalar_one()
-    sent = sum(n for _, n in out)
-    return {
-        "answered_patients": len(out),
-        "gateway_sends": sent,
-        "duplicates": max(0, sent - gone),
-        "unsent": unsent,
-        "dead_letters": dead_out + inbox_dead,
-        "inbox_open": inbox_open,
-    }
-
-
-def phones(n: int, base: int = 4915100000000) -> list[str]:
-    return [str(base + i) for i in range(n)]
 
 
 def write(live, phone: str, text: str = "hi") -> int:
