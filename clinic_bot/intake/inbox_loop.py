@@ -14,6 +14,7 @@ import traceback
 from datetime import timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from clinic_bot.adapters.whapi.payloads import UnreadableItem, parse_item
 from clinic_bot.core.db import claim
@@ -33,6 +34,9 @@ INBOX_LEASE = timedelta(seconds=10)  # renewed by a heartbeat while the batch is
 URGENT_KINDS = ("messages", "calls", "health", "user")
 INBOX_BATCH = 50
 RETRY_LATER_DELAY = timedelta(seconds=2)
+# The database went away or timed out mid-event (a restart, a failover, a lock wait): the event
+# is not at fault, so the try does not count towards dead-lettering it.
+DATABASE_RETRY_DELAY = timedelta(seconds=2)
 
 
 def event_backoff(attempts: int) -> timedelta:
@@ -76,10 +80,43 @@ def process_inbox_row(runtime: Runtime, row_id: int) -> str | None:
         _reschedule(runtime, row_id, str(exc), now + RETRY_LATER_DELAY, dead=False)
     except UnreadableItem as exc:
         _unreadable(runtime, row_id, str(exc))
+    except DBAPIError as exc:
+        if not _database_unavailable(exc):
+            _count_failure(runtime, row_id, exc, now)
+            return None
+        cause = type(exc.orig or exc).__name__
+        log.warning("inbox event %s: the database failed (%s); retried, not counted", row_id, cause)
+        _retry_uncounted(runtime, row_id, now + DATABASE_RETRY_DELAY)
     except Exception as exc:
-        log.exception("inbox event %s failed", row_id)
-        _fail(runtime, row_id, exc, now)
+        _count_failure(runtime, row_id, exc, now)
     return None
+
+
+def _count_failure(runtime: Runtime, row_id: int, exc: Exception, now) -> None:
+    """Log an event's failure and count it: retried with backoff, dead-lettered at the cap."""
+    log.exception("inbox event %s failed", row_id)
+    _fail(runtime, row_id, exc, now)
+
+
+def _database_unavailable(exc: DBAPIError) -> bool:
+    """True for a lost connection, a timeout or a lock wait: nothing the event itself caused."""
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+
+
+def _retry_uncounted(runtime: Runtime, row_id: int, when) -> None:
+    """Hand the row back without holding this try against it; if even that fails, its lease
+    running out hands it back (the database is still away)."""
+    try:
+        with runtime.db.transaction() as s:
+            row = s.get(InboxEvent, row_id)
+            if row is None or row.status != "processing":
+                return
+            row.status = "pending"
+            row.attempts = max(0, (row.attempts or 0) - 1)
+            row.next_attempt_at = when
+            row.last_error = "the database was unavailable; retried"
+    except SQLAlchemyError:
+        log.warning("inbox event %s: could not hand it back yet; its lease will", row_id)
 
 
 def _sender_of(payload) -> str | None:

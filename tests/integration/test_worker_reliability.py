@@ -370,3 +370,43 @@ def test_healthz_shows_the_workers_last_tick(live):
 
     assert live.wait_for(ticked)
     assert healthz(live)["db"] == "ok"
+
+
+def test_a_database_outage_while_handling_is_retried_and_never_dead_letters_the_event(
+    live_server, clock, runtime
+):
+    """More failed tries than the dead-letter cap, all the database's fault: the patient's
+    message is still handled once the database answers again."""
+    from sqlalchemy.exc import OperationalError
+
+    outage = {"left": MAX_EVENT_ATTEMPTS + 3}
+
+    def database_away(ctx, event, outcome):
+        if event.event_id == "wamid-outage" and outage["left"] > 0:
+            outage["left"] -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+
+    runtime.registry.on_status(database_away)
+    try:
+        _sent_row(runtime, "wamid-outage")
+        status = {
+            "statuses": [{"id": "wamid-outage", "status": "read", "timestamp": "1795500000"}],
+            "event": {"type": "statuses", "event": "post"},
+        }
+        assert live_server.post_webhook(status).status_code == 200
+        seen = []
+        while _status(runtime, "status:wamid-outage:read") != "done":
+            assert len(seen) <= MAX_EVENT_ATTEMPTS + 5, seen
+            drain_inbox(runtime)
+            with runtime.db.Session() as s:
+                row = s.execute(
+                    select(InboxEvent).where(InboxEvent.dedupe_key == "status:wamid-outage:read")
+                ).scalar_one()
+            seen.append(row.status)
+            assert row.status in ("pending", "done"), row.last_error
+            if row.next_attempt_at:
+                clock.set(max(clock(), row.next_attempt_at))
+        assert outage["left"] == 0  # every failing try happened, none of them dead-lettered it
+        assert seen.count("pending") == MAX_EVENT_ATTEMPTS + 3
+    finally:
+        runtime.registry.status_hooks.remove(database_away)
