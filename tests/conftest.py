@@ -20,6 +20,7 @@ from clinic_bot.bootstrap import build_runtime
 from clinic_bot.core.db import Base
 from clinic_bot.core.migrate import upgrade
 from clinic_bot.core.runtime import Runtime
+from clinic_bot.sandbox.gateway import CALLBACKS
 from clinic_bot.settings import Settings, normalize_database_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -229,6 +230,9 @@ def live_server(runtime, app):
     server, base = start_server(app, runtime)
     yield Live(runtime, base)
     server.shutdown()
+    # Callbacks the sandbox still owes this server must not reach the next test's server,
+    # which may be given the same port.
+    CALLBACKS.forget(f"{base}/webhooks/whapi")
 
 
 @pytest.fixture

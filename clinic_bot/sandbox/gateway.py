@@ -140,6 +140,8 @@ class _Callbacks:
     def __init__(self):
         self.queues: dict[tuple[str, int], queue.Queue] = {}
         self.lock = threading.Lock()
+        # Bumped by `forget`: callbacks queued under an older epoch of a URL are dropped.
+        self.epochs: dict[str, int] = {}
 
     def put(self, url: str, secret: str, payload: dict, delay: float = 0.0, on_ok=None) -> None:
         lane = (url, zlib.crc32(_chat_of(payload).encode()) % CALLBACK_LANES)
@@ -149,18 +151,31 @@ class _Callbacks:
                 q = self.queues[lane] = queue.Queue()
                 name = f"sandbox-cb-{len(self.queues)}"
                 threading.Thread(target=self._run, args=(q,), name=name, daemon=True).start()
+            epoch = self.epochs.get(url, 0)
         # A delay counts from now, not from the previous callback: a burst of sends must not
         # pile their status delays up and hold back later echoes (Whapi echoes at once).
-        q.put((url, secret, payload, time.monotonic() + delay, on_ok))
+        q.put((url, epoch, secret, payload, time.monotonic() + delay, on_ok))
+
+    def forget(self, url: str) -> None:
+        """Drop what is still owed to `url`: its app stopped, and another app may later listen
+        on the same address (a test server on a reused port) and must not get them."""
+        with self.lock:
+            self.epochs[url] = self.epochs.get(url, 0) + 1
+
+    def _current(self, url: str, epoch: int) -> bool:
+        with self.lock:
+            return self.epochs.get(url, 0) == epoch
 
     def _run(self, q: queue.Queue) -> None:
         http = requests.Session()  # one per thread: Session is not thread-safe
         while True:
-            url, secret, payload, due, on_ok = q.get()
+            url, epoch, secret, payload, due, on_ok = q.get()
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             for attempt in range(5):  # like Whapi, retry until acknowledged with 200
+                if not self._current(url, epoch):
+                    break
                 try:
                     resp = http.post(
                         url, json=payload, headers={"X-Webhook-Token": secret}, timeout=10
