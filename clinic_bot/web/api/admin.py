@@ -87,15 +87,8 @@ def list_dead_events(q):
 @blp.alt_response(404, schema=ErrorSchema, description="no dead event with that id")
 def settle_dead_event(event_id: int, action: str):
     """Retry (back to the worker) or Dismiss a dead event"""
-    rt = get_runtime()
-    with rt.db.transaction() as s:
-        ev = dead_letters.settle_event(s, event_id, action, now=rt.clock(), by=_who())
-        if ev is None:
-            fail(404, "not_found", f"no dead event {event_id}")
-        audit.record(s, f"dead_letter_{action}", f"inbox_event:{event_id}", email=_who())
-        out = _event(ev)
-    rt.waker.wake()
-    return out
+    return _settle(dead_letters.settle_event, "inbox_event", event_id, action, _event,
+                   f"no dead event {event_id}")  # fmt: skip
 
 
 @blp.route("/dead-letters/messages", methods=["GET"])
@@ -113,13 +106,19 @@ def list_dead_messages(q):
 @blp.alt_response(404, schema=ErrorSchema, description="no undeliverable message with that id")
 def settle_dead_message(message_id: int, action: str):
     """Retry (send again) or Dismiss (withdraw) a message that could not be sent"""
+    return _settle(dead_letters.settle_message, "outbox_message", message_id, action, _message,
+                   f"no undeliverable message {message_id}")  # fmt: skip
+
+
+def _settle(settle, table: str, row_id: int, action: str, shape, missing: str) -> dict:
+    """Retry or Dismiss one dead letter through the page's own code, audited; 404 if none."""
     rt = get_runtime()
     with rt.db.transaction() as s:
-        m = dead_letters.settle_message(s, message_id, action, now=rt.clock(), by=_who())
-        if m is None:
-            fail(404, "not_found", f"no undeliverable message {message_id}")
-        audit.record(s, f"dead_letter_{action}", f"outbox_message:{message_id}", email=_who())
-        out = _message(m)
+        row = settle(s, row_id, action, now=rt.clock(), by=_who())
+        if row is None:
+            fail(404, "not_found", missing)
+        audit.record(s, f"dead_letter_{action}", f"{table}:{row_id}", email=_who())
+        out = shape(row)
     rt.waker.wake()
     return out
 
