@@ -268,10 +268,14 @@ class Relay:
             with keeper:
                 list(self.pool.map(self._deliver, self._load(ids)))
         elif ids:
+            # Read before the rows count as in flight: if the database fails right here, rows
+            # in flight would have their lease renewed forever without a send to finish them;
+            # left out, their lease runs out and park_abandoned settles them.
+            rows = self._load(ids)
             with self._inflight_lock:
                 self._inflight.update(ids)
             self._start_keeper()
-            for loaded in self._load(ids):
+            for loaded in rows:
                 future = self.pool.submit(self._deliver, loaded)
                 future.add_done_callback(functools.partial(self._finished, loaded["id"]))
         return len(ids)

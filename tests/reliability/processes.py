@@ -391,6 +391,14 @@ def patient_outcome(db, patients: list[str]) -> dict:
         unsent = s.execute(
             select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
         ).scalar_one()
+        # What a stuck send looks like, for the failure message.
+        stuck = [
+            f"{r.status} attempts={r.attempts} due={r.next_attempt_at} lease={r.locked_until} "
+            f"error={r.last_error}"
+            for r in s.execute(
+                select(OutboxMessage).where(OutboxMessage.status.in_(("pending", "sending")))
+            ).scalars()
+        ][:5]
         inbox_open = s.execute(
             select(func.count()).where(InboxEvent.status.in_(("pending", "processing")))
         ).scalar_one()
@@ -416,6 +424,7 @@ def patient_outcome(db, patients: list[str]) -> dict:
         "unsent": unsent,
         "inbox_open": inbox_open,
         "dead_letters": dead,
+        "stuck_sends": stuck,
     }
 
 

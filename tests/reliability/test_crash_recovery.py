@@ -97,3 +97,37 @@ def test_a_heartbeat_keeps_a_slow_batch_claimed_and_a_dead_one_returns_in_one_le
     clock.advance(seconds=11)  # the worker died: no more renewals, the lease ran out
     again = claim(rt.db, OutboxMessage, now=clock(), lease=lease, limit=5, claimed_status="sending")
     assert again == ids
+
+
+def test_a_database_failure_between_claim_and_send_leaves_no_row_in_flight_forever(
+    live_server, relay, clock
+):
+    """The database went away right after the relay claimed a row: the row must not count as
+    in flight (its lease would be renewed forever with no send to finish it); its lease runs
+    out and it is sent once, after the usual check with Whapi."""
+    from sqlalchemy.exc import OperationalError
+
+    rt = live_server.runtime
+    queue_texts(rt, PHONE, ["Caught by a restart"])
+    real_load, failures = relay._load, []
+
+    def load_during_restart(ids):
+        if not failures:
+            failures.append(ids)
+            raise OperationalError("SELECT", {}, ConnectionError("server closed the connection"))
+        return real_load(ids)
+
+    relay._load = load_during_restart
+    with pytest.raises(OperationalError):
+        relay.run_once(wait=False)  # the worker's send loop logs this and goes on
+    assert failures and relay._inflight == set()
+    assert the_row(rt).status == "sending"
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    relay._parked_at = 0  # look for abandoned sends on the next round
+    for _ in range(5):
+        relay.drain()
+        if the_row(rt).status == "sent":
+            break
+        clock.advance(seconds=3)
+    assert the_row(rt).status == "sent"
+    assert sent_texts(rt, PHONE) == ["Caught by a restart"]  # once
