@@ -229,10 +229,10 @@ def live_server(runtime, app):
     """The app on a real loopback port, without a worker (tests drive the worker by hand)."""
     server, base = start_server(app, runtime)
     yield Live(runtime, base)
-    server.shutdown()
     # Callbacks the sandbox still owes this server must not reach the next test's server,
-    # which may be given the same port.
+    # which may be given the same port: dropped before the server stops.
     CALLBACKS.forget(f"{base}/webhooks/whapi")
+    server.shutdown()
 
 
 @pytest.fixture
